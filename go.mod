@@ -1,0 +1,3 @@
+module lbd
+
+go 1.26.8
