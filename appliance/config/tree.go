@@ -1,0 +1,248 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Pos is a place in the config file, 1-based.
+type Pos struct {
+	Line, Col int
+}
+
+// value is one TOML value with the place it was written. The decoder works on
+// this tree rather than on go-toml's own decoding so that every error, also a
+// type error deep inside an array of tables, can name its line and column and
+// decoding can go on to report the next one.
+type value struct {
+	pos  Pos
+	kind valueKind
+	s    string
+	i    int64
+	f    float64
+	b    bool
+	arr  []*value
+	tbl  *table
+}
+
+type valueKind int
+
+const (
+	kindString valueKind = iota
+	kindInt
+	kindFloat
+	kindBool
+	kindDateTime
+	kindArray
+	kindTable
+)
+
+func (k valueKind) String() string {
+	return [...]string{"string", "integer", "float", "boolean", "date-time", "array", "table"}[k]
+}
+
+// table keeps keys in file order so errors come out in reading order.
+type table struct {
+	keys   []string
+	vals   map[string]*value
+	keyPos map[string]Pos
+}
+
+func newTable() *table {
+	return &table{vals: map[string]*value{}, keyPos: map[string]Pos{}}
+}
+
+func (t *table) set(k string, kp Pos, v *value) {
+	if _, ok := t.vals[k]; !ok {
+		t.keys = append(t.keys, k)
+	}
+	t.vals[k] = v
+	t.keyPos[k] = kp
+}
+
+// parseTree turns TOML text into a positioned tree. The text is first checked
+// by go-toml's full decoder so TOML-level mistakes (syntax, redefined tables,
+// duplicate keys) are reported exactly as the TOML spec defines them.
+func parseTree(data []byte) (*value, error) {
+	var scratch map[string]any
+	if err := toml.Unmarshal(data, &scratch); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			line, col := de.Position()
+			return nil, &Error{Pos: Pos{line, col}, Msg: "invalid TOML: " + de.Error()}
+		}
+		return nil, &Error{Msg: "invalid TOML: " + err.Error()}
+	}
+	b := &treeBuilder{root: &value{kind: kindTable, tbl: newTable(), pos: Pos{1, 1}}}
+	b.p.Reset(data)
+	b.cur = b.root
+	for b.p.NextExpression() {
+		if err := b.expression(b.p.Expression()); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.p.Error(); err != nil {
+		return nil, &Error{Msg: "invalid TOML: " + err.Error()}
+	}
+	return b.root, nil
+}
+
+type treeBuilder struct {
+	p    unstable.Parser
+	root *value
+	cur  *value
+}
+
+func (b *treeBuilder) pos(r unstable.Range) Pos {
+	s := b.p.Shape(r)
+	return Pos{s.Start.Line, s.Start.Column}
+}
+
+func (b *treeBuilder) keyParts(n *unstable.Node) ([]string, Pos) {
+	var parts []string
+	var first Pos
+	it := n.Key()
+	for it.Next() {
+		k := it.Node()
+		if len(parts) == 0 {
+			first = b.pos(k.Raw)
+		}
+		parts = append(parts, string(k.Data))
+	}
+	return parts, first
+}
+
+func (b *treeBuilder) expression(n *unstable.Node) error {
+	switch n.Kind {
+	case unstable.Table, unstable.ArrayTable:
+		parts, p := b.keyParts(n)
+		t := b.root
+		for i, k := range parts {
+			last := i == len(parts)-1
+			next, ok := t.tbl.vals[k]
+			switch {
+			case last && n.Kind == unstable.ArrayTable:
+				if !ok {
+					next = &value{kind: kindArray, pos: p}
+					t.tbl.set(k, p, next)
+				}
+				elem := &value{kind: kindTable, tbl: newTable(), pos: p}
+				next.arr = append(next.arr, elem)
+				next = elem
+			case !ok:
+				next = &value{kind: kindTable, tbl: newTable(), pos: p}
+				t.tbl.set(k, p, next)
+			case next.kind == kindArray && len(next.arr) > 0:
+				next = next.arr[len(next.arr)-1]
+			}
+			if next.kind != kindTable {
+				return &Error{Pos: p, Msg: fmt.Sprintf("%s: is not a table", strings.Join(parts[:i+1], "."))}
+			}
+			if last && n.Kind == unstable.Table {
+				next.pos = p
+			}
+			t = next
+		}
+		b.cur = t
+	case unstable.KeyValue:
+		return b.keyValue(b.cur, n)
+	}
+	return nil
+}
+
+func (b *treeBuilder) keyValue(into *value, n *unstable.Node) error {
+	parts, kp := b.keyParts(n)
+	t := into
+	for _, k := range parts[:len(parts)-1] {
+		next, ok := t.tbl.vals[k]
+		if !ok {
+			next = &value{kind: kindTable, tbl: newTable(), pos: kp}
+			t.tbl.set(k, kp, next)
+		}
+		t = next
+	}
+	v, err := b.value(n.Value(), kp)
+	if err != nil {
+		return err
+	}
+	t.tbl.set(parts[len(parts)-1], kp, v)
+	return nil
+}
+
+func (b *treeBuilder) value(n *unstable.Node, at Pos) (*value, error) {
+	v := &value{pos: at}
+	if n.Raw.Length > 0 {
+		v.pos = b.pos(n.Raw)
+	}
+	switch n.Kind {
+	case unstable.String:
+		v.kind, v.s = kindString, string(n.Data)
+	case unstable.Integer:
+		v.kind = kindInt
+		i, err := parseTOMLInt(string(n.Data))
+		if err != nil {
+			return nil, &Error{Pos: v.pos, Msg: "bad integer: " + err.Error()}
+		}
+		v.i = i
+	case unstable.Float:
+		v.kind = kindFloat
+		f, _ := strconv.ParseFloat(strings.ReplaceAll(string(n.Data), "_", ""), 64)
+		v.f = f
+	case unstable.Bool:
+		v.kind, v.b = kindBool, string(n.Data) == "true"
+	case unstable.Array:
+		v.kind = kindArray
+		it := n.Children()
+		for it.Next() {
+			c := it.Node()
+			if c.Kind == unstable.Comment {
+				continue
+			}
+			e, err := b.value(c, v.pos)
+			if err != nil {
+				return nil, err
+			}
+			v.arr = append(v.arr, e)
+		}
+		if len(v.arr) > 0 {
+			v.pos = v.arr[0].pos
+			v.pos.Col-- // point at the '[' in the common one-line case
+			if v.pos.Col < 1 {
+				v.pos.Col = 1
+			}
+		}
+	case unstable.InlineTable:
+		v.kind, v.tbl = kindTable, newTable()
+		it := n.Children()
+		for it.Next() {
+			c := it.Node()
+			if c.Kind != unstable.KeyValue {
+				continue
+			}
+			if err := b.keyValue(v, c); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		v.kind, v.s = kindDateTime, string(n.Data)
+	}
+	return v, nil
+}
+
+func parseTOMLInt(s string) (int64, error) {
+	s = strings.ReplaceAll(s, "_", "")
+	switch {
+	case strings.HasPrefix(s, "0x"):
+		return strconv.ParseInt(s[2:], 16, 64)
+	case strings.HasPrefix(s, "0o"):
+		return strconv.ParseInt(s[2:], 8, 64)
+	case strings.HasPrefix(s, "0b"):
+		return strconv.ParseInt(s[2:], 2, 64)
+	}
+	return strconv.ParseInt(s, 10, 64)
+}

@@ -1,0 +1,513 @@
+package config
+
+import (
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits users may rely on.
+const (
+	MaxWeight = 1000
+	MaxSlots  = 65521 // largest prime below 2^16
+	nameMax   = 48
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// Schedulers lbd knows.
+var Schedulers = []string{"rr", "random", "sh", "mh"}
+
+// HealthTypes lbd knows.
+var HealthTypes = []string{"tcp", "http", "https", "udp", "exec", "none"}
+
+type validator struct {
+	seen map[string]Pos
+	errs Errors
+}
+
+func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }
+
+// at finds where a key path was written, falling back to its closest parent
+// (a missing key is reported at the table that lacks it).
+func (v *validator) at(path string) Pos {
+	for p := path; p != ""; {
+		if pos, ok := v.seen[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return Pos{}
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{Pos: v.at(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func sortErrors(es Errors) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+func oneOf(s string, allowed []string) bool {
+	for _, a := range allowed {
+		if s == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) config(c *Config) {
+	v.appliance(&c.Appliance)
+	v.conntrack(&c.Conntrack)
+	ifaces := map[string]bool{}
+	for i := range c.Interfaces {
+		p := fmt.Sprintf("interface[%d]", i)
+		v.iface(&c.Interfaces[i], p)
+		name := c.Interfaces[i].Name
+		if name != "" && ifaces[name] {
+			v.errorf(p+".name", "duplicate interface name %q", name)
+		}
+		ifaces[name] = true
+	}
+	v.firewall(&c.Firewall, ifaces)
+	names := map[string]string{}
+	endpoints := map[string]string{}
+	for i := range c.Services {
+		p := fmt.Sprintf("service[%d]", i)
+		s := &c.Services[i]
+		v.service(s, p, ifaces, len(c.Interfaces) > 0)
+		if s.Name != "" {
+			if prev, ok := names[s.Name]; ok {
+				v.errorf(p+".name", "duplicate service name %q (first used at %s)", s.Name, prev)
+			} else {
+				names[s.Name] = p
+			}
+		}
+		if s.VIPAddr.IsValid() && s.Port > 0 {
+			key := fmt.Sprintf("%s/%s/%d", s.VIPAddr, s.Protocol, s.Port)
+			if prev, ok := endpoints[key]; ok {
+				v.errorf(p+".vip", "%s %s port %d is already used by %s", s.VIPAddr, s.Protocol, s.Port, prev)
+			} else {
+				endpoints[key] = fmt.Sprintf("%s (%q)", p, s.Name)
+			}
+		}
+	}
+}
+
+func (v *validator) appliance(a *Appliance) {
+	if a.StatusListen != "" {
+		if _, err := netip.ParseAddrPort(a.StatusListen); err != nil {
+			v.errorf("appliance.status_listen", "bad address %q; expected ip:port such as \"192.0.2.1:9100\" or \"[2001:db8::1]:9100\"", a.StatusListen)
+		}
+	}
+	if a.StateDir == "" {
+		a.StateDir = "/var/lib/lbd"
+	}
+	if a.Hostname != "" && !nameRE.MatchString(a.Hostname) {
+		v.errorf("appliance.hostname", "bad hostname %q; expected letters, digits, '-', '.'", a.Hostname)
+	}
+}
+
+func (v *validator) conntrack(c *Conntrack) {
+	if c.Max < 0 || c.Max > 1<<26 {
+		v.errorf("conntrack.max", "%d out of range; expected 0 (kernel default) to %d", c.Max, 1<<26)
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{{"tcp_established_timeout", c.TCPEstablishedTimeout}, {"tcp_time_wait_timeout", c.TCPTimeWaitTimeout},
+		{"udp_timeout", c.UDPTimeout}, {"udp_stream_timeout", c.UDPStreamTimeout}} {
+		if d.val != 0 && d.val.D() < time.Second {
+			v.errorf("conntrack."+d.key, "%s is too short; expected at least 1s", d.val.D())
+		}
+	}
+}
+
+func (v *validator) firewall(f *Firewall, ifaces map[string]bool) {
+	for i, n := range f.WAN {
+		if !ifaces[n] {
+			v.errorf(fmt.Sprintf("firewall.wan[%d]", i), "no [[interface]] named %q", n)
+		}
+	}
+	f.AdminPrefixes = v.prefixes(f.AdminNetworks, "firewall.admin_networks")
+	f.ForwardPrefixes = v.prefixes(f.AllowForward, "firewall.allow_forward")
+}
+
+func (v *validator) prefixes(list []string, path string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range list {
+		p, err := parsePrefix(s)
+		if err != nil {
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "bad network %q; expected an address or CIDR such as \"203.0.113.0/24\" or \"2001:db8::/32\"", s)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, err
+	}
+	return p.Masked(), nil
+}
+
+func (v *validator) iface(n *Interface, p string) {
+	if n.Name == "" {
+		v.errorf(p, "missing key \"name\"; expected a NIC name such as \"wan\"")
+	} else if len(n.Name) > 15 || !nameRE.MatchString(n.Name) {
+		v.errorf(p+".name", "bad interface name %q; expected at most 15 letters, digits, '-', '_', '.'", n.Name)
+	}
+	switch {
+	case n.MAC == "" && n.Device == "":
+		v.errorf(p, "interface %q needs \"mac\" or \"device\" to find the NIC", n.Name)
+	case n.MAC != "" && n.Device != "":
+		v.errorf(p+".device", "give either \"mac\" or \"device\", not both")
+	case n.MAC != "":
+		if _, err := net.ParseMAC(n.MAC); err != nil {
+			v.errorf(p+".mac", "bad MAC address %q; expected six hex bytes such as \"52:54:00:00:00:01\"", n.MAC)
+		}
+	}
+	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
+		v.errorf(p+".mtu", "%d out of range; expected 68 to 65535", n.MTU)
+	}
+	for i, a := range n.Addresses {
+		pf, err := netip.ParsePrefix(a)
+		if err != nil {
+			v.errorf(fmt.Sprintf("%s.addresses[%d]", p, i), "bad address %q; expected address/prefix such as \"192.0.2.1/24\"", a)
+			continue
+		}
+		n.Prefixes = append(n.Prefixes, pf)
+	}
+	if n.Gateway != "" {
+		g, err := netip.ParseAddr(n.Gateway)
+		if err != nil {
+			v.errorf(p+".gateway", "bad gateway %q; expected an IP address", n.Gateway)
+		}
+		n.GatewayAddr = g
+	}
+	if n.Gateway6 != "" {
+		g, err := netip.ParseAddr(n.Gateway6)
+		if err != nil || !g.Is6() {
+			v.errorf(p+".gateway6", "bad gateway6 %q; expected an IPv6 address", n.Gateway6)
+		}
+		n.Gateway6Addr = g
+	}
+	for i := range n.Routes {
+		r := &n.Routes[i]
+		rp := fmt.Sprintf("%s.route[%d]", p, i)
+		to, err := parsePrefix(r.To)
+		if err != nil {
+			v.errorf(rp+".to", "bad destination %q; expected a CIDR such as \"203.0.113.0/24\"", r.To)
+		}
+		via, err2 := netip.ParseAddr(r.Via)
+		if err2 != nil {
+			v.errorf(rp+".via", "bad next hop %q; expected an IP address", r.Via)
+		}
+		if err == nil && err2 == nil && to.Addr().Is4() != via.Is4() {
+			v.errorf(rp+".via", "next hop %s is not of the family of %s", via, to)
+		}
+		r.ToPrefix, r.ViaAddr = to, via
+	}
+}
+
+func (v *validator) service(s *Service, p string, ifaces map[string]bool, haveIfaces bool) {
+	if s.Name == "" {
+		v.errorf(p, "missing key \"name\"; every service needs a unique name")
+	} else if len(s.Name) > nameMax || !nameRE.MatchString(s.Name) {
+		v.errorf(p+".name", "bad name %q; expected up to %d letters, digits, '-', '_', '.'", s.Name, nameMax)
+	}
+	if s.VIP == "" {
+		v.errorf(p, "missing key \"vip\"; expected the virtual IP clients connect to")
+	} else if a, err := netip.ParseAddr(s.VIP); err != nil || a.Zone() != "" {
+		v.errorf(p+".vip", "bad VIP %q; expected an IPv4 or IPv6 address", s.VIP)
+	} else {
+		s.VIPAddr = a.Unmap()
+	}
+	if s.Port == 0 {
+		v.errorf(p, "missing key \"port\"; expected the service port 1-65535")
+	} else if s.Port < 1 || s.Port > 65535 {
+		v.errorf(p+".port", "%d out of range; expected 1 to 65535", s.Port)
+	}
+	if s.Protocol == "" {
+		s.Protocol = "tcp"
+	} else if s.Protocol != "tcp" && s.Protocol != "udp" {
+		v.errorf(p+".protocol", "unknown protocol %q; expected \"tcp\" or \"udp\"", s.Protocol)
+	}
+	if s.Scheduler == "" {
+		s.Scheduler = "rr"
+	} else if !oneOf(s.Scheduler, Schedulers) {
+		v.errorf(p+".scheduler", "unknown scheduler %q; expected one of rr, random, sh, mh", s.Scheduler)
+	}
+	if s.Interface != "" && !ifaces[s.Interface] {
+		if haveIfaces {
+			v.errorf(p+".interface", "no [[interface]] named %q", s.Interface)
+		} else {
+			v.errorf(p+".interface", "no [[interface]] named %q (declare the NIC to let lbd add the VIP to it)", s.Interface)
+		}
+	}
+	if s.Slots != 0 {
+		switch {
+		case s.Slots < 1 || s.Slots > MaxSlots:
+			v.errorf(p+".slots", "%d out of range; expected 1 to %d", s.Slots, MaxSlots)
+		case (s.Scheduler == "sh" || s.Scheduler == "mh") && !big.NewInt(int64(s.Slots)).ProbablyPrime(0):
+			v.errorf(p+".slots", "%d is not prime; the consistent-hash schedulers need a prime slot count such as 251 or 1021", s.Slots)
+		}
+	}
+	if s.OnEmpty == "" {
+		s.OnEmpty = "reject"
+	} else if s.OnEmpty != "reject" && s.OnEmpty != "drop" {
+		v.errorf(p+".on_empty", "unknown value %q; expected \"reject\" or \"drop\"", s.OnEmpty)
+	}
+	switch s.DownAction {
+	case "":
+		s.DownAction = "keep"
+		if s.Protocol == "udp" {
+			s.DownAction = "flush"
+		}
+	case "keep", "flush":
+	default:
+		v.errorf(p+".down_action", "unknown value %q; expected \"keep\" or \"flush\"", s.DownAction)
+	}
+	if s.Health != nil {
+		v.health(s.Health, p+".health")
+	}
+	v.protection(s, p)
+	if len(s.Backends) == 0 {
+		v.errorf(p, "service %q has no [[service.backend]]; expected at least one", s.Name)
+	}
+	addrs := map[netip.AddrPort]bool{}
+	for i := range s.Backends {
+		b := &s.Backends[i]
+		bp := fmt.Sprintf("%s.backend[%d]", p, i)
+		v.backend(b, bp, s)
+		if b.Addr.IsValid() {
+			if addrs[b.Addr] {
+				v.errorf(bp+".address", "duplicate backend %s", b.Addr)
+			}
+			addrs[b.Addr] = true
+		}
+	}
+}
+
+func (v *validator) backend(b *Backend, p string, s *Service) {
+	if b.Address == "" {
+		v.errorf(p, "missing key \"address\"; expected host:port or host")
+	} else if ap, err := parseBackendAddr(b.Address, s.Port); err != nil {
+		v.errorf(p+".address", "%v", err)
+	} else {
+		b.Addr = ap
+		if s.VIPAddr.IsValid() && ap.Addr().Is4() != s.VIPAddr.Is4() {
+			fam := "IPv4"
+			if s.VIPAddr.Is6() {
+				fam = "IPv6"
+			}
+			v.errorf(p+".address", "backend %s is not %s like the VIP %s; lbd does not translate between families", ap.Addr(), fam, s.VIPAddr)
+		}
+	}
+	if w := b.EffectiveWeight(); w < 0 || w > MaxWeight {
+		v.errorf(p+".weight", "%d out of range; expected 0 (drain) to %d", w, MaxWeight)
+	}
+	if b.MaxConnections < 0 {
+		v.errorf(p+".max_connections", "%d out of range; expected 0 (no limit) or more", b.MaxConnections)
+	}
+	if b.Health != nil {
+		v.health(b.Health, p+".health")
+	}
+}
+
+// parseBackendAddr accepts "a.b.c.d", "a.b.c.d:port", "[v6]:port" and a bare v6.
+func parseBackendAddr(s string, defPort int) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if ap.Port() == 0 {
+			return ap, fmt.Errorf("port 0 in %q; expected 1 to 65535", s)
+		}
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil && a.Zone() == "" {
+		return netip.AddrPortFrom(a.Unmap(), uint16(defPort)), nil
+	}
+	if host, port, err := net.SplitHostPort(s); err == nil {
+		if _, err := netip.ParseAddr(host); err == nil {
+			return netip.AddrPort{}, fmt.Errorf("bad port %q in %q; expected 1 to 65535", port, s)
+		}
+	}
+	return netip.AddrPort{}, fmt.Errorf("bad address %q; expected IP or IP:port such as \"192.0.2.11:8080\" or \"[2001:db8::11]:8080\" (host names are not resolved)", s)
+}
+
+func (v *validator) health(h *Health, p string) {
+	if h.Type == "" {
+		h.Type = "tcp"
+	} else if !oneOf(h.Type, HealthTypes) {
+		v.errorf(p+".type", "unknown check type %q; expected one of %s", h.Type, strings.Join(HealthTypes, ", "))
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		v.errorf(p+".port", "%d out of range; expected 1 to 65535 (0 = backend port)", h.Port)
+	}
+	if h.Interval == 0 {
+		h.Interval = Duration(2 * time.Second)
+	} else if h.Interval.D() < 10*time.Millisecond {
+		v.errorf(p+".interval", "%s is too short; expected at least 10ms", h.Interval.D())
+	}
+	if h.Timeout == 0 {
+		h.Timeout = Duration(time.Second)
+		if h.Timeout > h.Interval {
+			h.Timeout = h.Interval
+		}
+	} else if h.Timeout > h.Interval {
+		v.errorf(p+".timeout", "%s is longer than the interval %s; expected timeout <= interval", h.Timeout.D(), h.Interval.D())
+	}
+	if h.Rise == 0 {
+		h.Rise = 2
+	} else if h.Rise < 1 || h.Rise > 100 {
+		v.errorf(p+".rise", "%d out of range; expected 1 to 100", h.Rise)
+	}
+	if h.Fall == 0 {
+		h.Fall = 3
+	} else if h.Fall < 1 || h.Fall > 100 {
+		v.errorf(p+".fall", "%d out of range; expected 1 to 100", h.Fall)
+	}
+	if h.Type == "exec" && len(h.Command) == 0 {
+		v.errorf(p, "exec check needs \"command\", an argv list such as [\"/usr/local/bin/check\", \"--fast\"]")
+	}
+	if h.Type != "exec" && len(h.Command) > 0 {
+		v.errorf(p+".command", "only used by type = \"exec\"")
+	}
+	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+		v.errorf(p+".path", "bad path %q; expected it to start with '/'", h.Path)
+	}
+	if (h.Path != "" || h.Host != "" || len(h.ExpectStatus) > 0 || h.ExpectBody != "") && h.Type != "http" && h.Type != "https" {
+		v.errorf(p+".type", "path/host/expect_status/expect_body need type = \"http\" or \"https\", not %q", h.Type)
+	}
+	if (h.Payload != "" || h.Expect != "") && h.Type != "udp" {
+		v.errorf(p+".type", "payload/expect need type = \"udp\", not %q", h.Type)
+	}
+}
+
+// Rate is a packets-per-interval limit such as "500/s".
+type Rate struct {
+	N    uint64
+	Unit string // second, minute, hour
+}
+
+// IsSet reports whether a rate was configured.
+func (r Rate) IsSet() bool { return r.N > 0 }
+
+func (r Rate) String() string {
+	if !r.IsSet() {
+		return ""
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Unit[:1])
+}
+
+// ParseRate reads "500/s", "30/m", "1000/h" (also "500/second").
+func ParseRate(s string) (Rate, error) {
+	n, unit, ok := strings.Cut(strings.ReplaceAll(s, " ", ""), "/")
+	num, err := strconv.ParseUint(n, 10, 32)
+	if !ok || err != nil || num == 0 {
+		return Rate{}, fmt.Errorf("bad rate %q; expected a count per unit such as \"500/s\", \"30/m\" or \"1000/h\"", s)
+	}
+	switch unit {
+	case "s", "sec", "second":
+		unit = "second"
+	case "m", "min", "minute":
+		unit = "minute"
+	case "h", "hour":
+		unit = "hour"
+	default:
+		return Rate{}, fmt.Errorf("bad rate unit %q in %q; expected s, m or h", unit, s)
+	}
+	return Rate{N: num, Unit: unit}, nil
+}
+
+func (v *validator) protection(s *Service, p string) {
+	if s.MaxConnections < 0 {
+		v.errorf(p+".max_connections", "%d out of range; expected 0 (no limit) or more", s.MaxConnections)
+	}
+	if s.NewConnectionRate != "" {
+		r, err := ParseRate(s.NewConnectionRate)
+		if err != nil {
+			v.errorf(p+".new_connection_rate", "%v", err)
+		}
+		s.NewConnRate = r
+	}
+	if s.Burst < 0 {
+		v.errorf(p+".burst", "%d out of range; expected 0 or more", s.Burst)
+	} else if s.Burst > 0 && s.NewConnectionRate == "" && s.PerClientRate == "" {
+		v.errorf(p+".burst", "only used with new_connection_rate or per_client_rate")
+	}
+	if s.PerClientRate != "" {
+		r, err := ParseRate(s.PerClientRate)
+		if err != nil {
+			v.errorf(p+".per_client_rate", "%v", err)
+		}
+		s.ClientRate = r
+	}
+	if s.PerClientConnections < 0 {
+		v.errorf(p+".per_client_connections", "%d out of range; expected 0 (no limit) or more", s.PerClientConnections)
+	}
+	s.AllowPrefixes = v.prefixes(s.Allow, p+".allow")
+	s.DenyPrefixes = v.prefixes(s.Deny, p+".deny")
+}
+
+// StatusRanges is expect_status: 200, "200-399", or a list of either.
+type StatusRanges [][2]int
+
+func (sr *StatusRanges) decodeTOML(v *value) error {
+	items := []*value{v}
+	if v.kind == kindArray {
+		items = v.arr
+	}
+	for _, it := range items {
+		var lo, hi int
+		switch it.kind {
+		case kindInt:
+			lo, hi = int(it.i), int(it.i)
+		case kindString:
+			a, b, isRange := strings.Cut(it.s, "-")
+			var err1, err2 error
+			lo, err1 = strconv.Atoi(strings.TrimSpace(a))
+			hi = lo
+			if isRange {
+				hi, err2 = strconv.Atoi(strings.TrimSpace(b))
+			}
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("bad status %q; expected a code such as 200 or a range such as \"200-399\"", it.s)
+			}
+		default:
+			return fmt.Errorf("expected a status code, a range string such as \"200-399\", or a list of them, got %s", it.kind)
+		}
+		if lo < 100 || hi > 599 || lo > hi {
+			return fmt.Errorf("status range %d-%d out of bounds; expected codes 100 to 599, low <= high", lo, hi)
+		}
+		*sr = append(*sr, [2]int{lo, hi})
+	}
+	return nil
+}
