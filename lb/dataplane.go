@@ -1,0 +1,573 @@
+package lb
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the one table lbd owns. Nothing outside it is ever touched.
+const TableName = "lbd"
+
+const (
+	chainPrefix = "svc_"
+	// elementChunk bounds the elements per netlink message: one huge
+	// element list fails at some sizes (ENOBUFS/ENOENT), chunks of ~1000
+	// inside one transaction work at every size tried.
+	elementChunk = 1000
+	sockBuf      = 64 << 20
+)
+
+// tableSets are the named sets and maps of table lbd.
+type tableSets struct {
+	svc4, svc6         *nftables.Set // daddr . l4proto . dport : jump svc_<name>
+	slots4, slots6     *nftables.Set // daddr . l4proto . dport . slot : addr . port
+	persist4, persist6 *nftables.Set // daddr . l4proto . dport . saddr : addr . port, timeout
+	extra              []*nftables.Set
+}
+
+func newTableSets(t *nftables.Table) *tableSets {
+	ep4 := []nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService}
+	ep6 := []nftables.SetDatatype{nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService}
+	cat := func(ts ...nftables.SetDatatype) nftables.SetDatatype { return nftables.MustConcatSetType(ts...) }
+	with := func(base []nftables.SetDatatype, t nftables.SetDatatype) []nftables.SetDatatype {
+		return append(append([]nftables.SetDatatype{}, base...), t)
+	}
+	be4 := cat(nftables.TypeIPAddr, nftables.TypeInetService)
+	be6 := cat(nftables.TypeIP6Addr, nftables.TypeInetService)
+	s := &tableSets{
+		svc4:     &nftables.Set{Table: t, Name: "svc4", IsMap: true, Concatenation: true, KeyType: cat(ep4...), DataType: nftables.TypeVerdict},
+		svc6:     &nftables.Set{Table: t, Name: "svc6", IsMap: true, Concatenation: true, KeyType: cat(ep6...), DataType: nftables.TypeVerdict},
+		slots4:   &nftables.Set{Table: t, Name: "slots4", IsMap: true, Concatenation: true, KeyType: cat(with(ep4, nftables.TypeMark)...), DataType: be4},
+		slots6:   &nftables.Set{Table: t, Name: "slots6", IsMap: true, Concatenation: true, KeyType: cat(with(ep6, nftables.TypeMark)...), DataType: be6},
+		persist4: &nftables.Set{Table: t, Name: "persist4", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep4, nftables.TypeIPAddr)...), DataType: be4},
+		persist6: &nftables.Set{Table: t, Name: "persist6", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep6, nftables.TypeIP6Addr)...), DataType: be6},
+	}
+	s.extra = protectionSets(t)
+	return s
+}
+
+func (s *tableSets) all() []*nftables.Set {
+	return append([]*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6, s.persist4, s.persist6}, s.extra...)
+}
+
+// static are the maps lbd rewrites wholesale on a cold sync; the dynamic
+// ones (persistence, per-client state) survive a restart of lbd.
+func (s *tableSets) static() []*nftables.Set {
+	return []*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6}
+}
+
+// Dataplane programs table lbd. It caches what it last wrote, so each Apply
+// sends only the difference, in one netlink transaction.
+type Dataplane struct {
+	mu      sync.Mutex
+	newConn func() (*nftables.Conn, error)
+	table   *nftables.Table
+	sets    *tableSets
+	synced  bool
+	cache   map[string]*Service
+}
+
+// New returns a Dataplane for the current network namespace.
+func New() *Dataplane { return NewInNetNS(-1) }
+
+// NewInNetNS returns a Dataplane for the network namespace open as nsFD
+// (-1: the current one). Tests use it to program a namespace they made
+// without moving their own thread.
+func NewInNetNS(nsFD int) *Dataplane {
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	return &Dataplane{
+		table: t,
+		sets:  newTableSets(t),
+		cache: map[string]*Service{},
+		newConn: func() (*nftables.Conn, error) {
+			opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
+			if nsFD >= 0 {
+				opts = append(opts, nftables.WithNetNSFd(nsFD))
+			}
+			return nftables.New(opts...)
+		},
+	}
+}
+
+// bigBuffers raises the netlink socket buffers so a transaction of hundreds
+// of thousands of elements is not cut short (ENOBUFS).
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf); e != nil {
+			serr = e
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// ApplyStats says what one Apply changed.
+type ApplyStats struct {
+	Cold            bool
+	ServicesAdded   int
+	ServicesRemoved int
+	ServicesRewired int // rules rewritten
+	ElementsAdded   int
+	ElementsDeleted int
+}
+
+func (s ApplyStats) String() string {
+	kind := "diff"
+	if s.Cold {
+		kind = "cold"
+	}
+	return fmt.Sprintf("%s apply: +%d -%d ~%d services, +%d -%d elements", kind, s.ServicesAdded,
+		s.ServicesRemoved, s.ServicesRewired, s.ElementsAdded, s.ElementsDeleted)
+}
+
+// Apply makes table lbd hold exactly the given services. The first call
+// rebuilds the static parts of the table in one transaction, adopting what
+// a previous lbd left (established flows live in conntrack and are never
+// touched; persistence entries survive). Later calls send only the
+// difference. Either the whole transaction applies or nothing does.
+func (d *Dataplane) Apply(services []Service) (ApplyStats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := make(map[string]*Service, len(services))
+	for i := range services {
+		s := services[i]
+		want[s.Name] = &s
+	}
+	if !d.synced {
+		st, err := d.coldSync(want)
+		if err != nil {
+			return st, err
+		}
+		d.synced = true
+		d.cache = want
+		return st, nil
+	}
+	st, err := d.diffSync(want)
+	if err != nil {
+		// The kernel refused the transaction, so it holds what it held
+		// before; but if our cache is the thing that is wrong, the next
+		// Apply must rebuild from scratch.
+		d.synced = false
+		return st, err
+	}
+	d.cache = want
+	return st, nil
+}
+
+func (d *Dataplane) chain(name string) *nftables.Chain {
+	return &nftables.Chain{Name: chainPrefix + name, Table: d.table}
+}
+
+func (d *Dataplane) baseChains() (pre, out, post *nftables.Chain) {
+	accept := nftables.ChainPolicyAccept
+	pre = &nftables.Chain{Name: "prerouting", Table: d.table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept}
+	out = &nftables.Chain{Name: "output", Table: d.table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept}
+	post = &nftables.Chain{Name: "postrouting", Table: d.table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept}
+	return
+}
+
+func (d *Dataplane) coldSync(want map[string]*Service) (ApplyStats, error) {
+	st := ApplyStats{Cold: true}
+	c, err := d.newConn()
+	if err != nil {
+		return st, fmt.Errorf("netlink: %w", err)
+	}
+	existing, err := d.kernelChains(c)
+	if err != nil {
+		return st, err
+	}
+	d.buildCold(c, want, existing, &st)
+	if err := c.Flush(); err != nil {
+		// An incompatible table left by another version: start clean.
+		if len(existing) == 0 {
+			return st, fmt.Errorf("apply ruleset: %w", err)
+		}
+		c2, err2 := d.newConn()
+		if err2 != nil {
+			return st, fmt.Errorf("netlink: %w", err2)
+		}
+		c2.DelTable(d.table)
+		d.buildCold(c2, want, nil, &st)
+		if err2 := c2.Flush(); err2 != nil {
+			return st, fmt.Errorf("apply ruleset: %w (after rebuilding table %s: %v)", err, TableName, err2)
+		}
+	}
+	return st, nil
+}
+
+// kernelChains lists the chains of table lbd as the kernel has them now.
+func (d *Dataplane) kernelChains(c *nftables.Conn) (map[string]bool, error) {
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	out := map[string]bool{}
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			out[ch.Name] = true
+		}
+	}
+	return out, nil
+}
+
+func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, st *ApplyStats) {
+	*st = ApplyStats{Cold: true}
+	c.AddTable(d.table)
+	for _, s := range d.sets.all() {
+		_ = c.AddSet(s, nil)
+	}
+	for _, s := range d.sets.static() {
+		c.FlushSet(s)
+	}
+	// Service chains first: the vmap elements and jumps refer to them.
+	for name := range existing {
+		if strings.HasPrefix(name, chainPrefix) {
+			if _, ok := want[strings.TrimPrefix(name, chainPrefix)]; !ok {
+				ch := &nftables.Chain{Name: name, Table: d.table}
+				c.FlushChain(ch)
+				c.DelChain(ch)
+				st.ServicesRemoved++
+			}
+		}
+	}
+	for _, s := range sortedServices(want) {
+		d.addServiceObjects(c, s)
+		ch := d.chain(s.Name)
+		c.FlushChain(ch)
+		for _, r := range serviceRules(d.table, ch, s, d.sets) {
+			c.AddRule(r)
+		}
+		st.ServicesAdded++
+	}
+	d.addBaseChains(c, existing)
+	adds := map[*nftables.Set][]nftables.SetElement{}
+	for _, s := range want {
+		for set, els := range d.elements(s) {
+			adds[set] = append(adds[set], els...)
+		}
+	}
+	st.ElementsAdded = d.addElements(c, adds)
+}
+
+func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
+	pre, out, post := d.baseChains()
+	for _, ch := range []*nftables.Chain{pre, out} {
+		c.AddChain(ch)
+		c.FlushChain(ch)
+		c.AddRule(dispatchRule(d.table, ch, d.sets.svc4, false))
+		c.AddRule(dispatchRule(d.table, ch, d.sets.svc6, true))
+	}
+	c.AddChain(post)
+	c.FlushChain(post)
+	c.AddRule(snatRule(d.table, post))
+	addProtectionBase(c, d.table, d.sets)
+}
+
+func (d *Dataplane) addServiceObjects(c *nftables.Conn, s *Service) {
+	c.AddChain(d.chain(s.Name))
+	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
+		c.AddObj(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	}
+	addProtectionObjects(c, d.table, s)
+}
+
+func (d *Dataplane) delServiceObjects(c *nftables.Conn, s *Service) {
+	ch := d.chain(s.Name)
+	c.FlushChain(ch)
+	c.DelChain(ch)
+	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
+		c.DeleteObject(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	}
+	delProtectionObjects(c, d.table, s)
+}
+
+// elements returns every set element a service owns, by set.
+func (d *Dataplane) elements(s *Service) map[*nftables.Set][]nftables.SetElement {
+	svc, slots := d.sets.svc4, d.sets.slots4
+	if s.Is6() {
+		svc, slots = d.sets.svc6, d.sets.slots6
+	}
+	key := endpointKey(s.VIP, s.Proto, s.Port)
+	out := map[*nftables.Set][]nftables.SetElement{
+		svc: {{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chainPrefix + s.Name}}},
+	}
+	for i, b := range s.Slots {
+		out[slots] = append(out[slots], nftables.SetElement{Key: slotKey(s, i), Val: backendValue(b)})
+	}
+	return out
+}
+
+func (d *Dataplane) addElements(c *nftables.Conn, adds map[*nftables.Set][]nftables.SetElement) int {
+	n := 0
+	for set, els := range adds {
+		for i := 0; i < len(els); i += elementChunk {
+			_ = c.SetAddElements(set, els[i:min(i+elementChunk, len(els))])
+		}
+		n += len(els)
+	}
+	return n
+}
+
+func (d *Dataplane) delElements(c *nftables.Conn, dels map[*nftables.Set][]nftables.SetElement) int {
+	n := 0
+	for set, els := range dels {
+		for i := 0; i < len(els); i += elementChunk {
+			_ = c.SetDeleteElements(set, els[i:min(i+elementChunk, len(els))])
+		}
+		n += len(els)
+	}
+	return n
+}
+
+// rulesEqual reports whether two desired services produce the same rules.
+func rulesEqual(a, b *Service) bool {
+	x, y := *a, *b
+	x.Slots, y.Slots = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
+	var st ApplyStats
+	c, err := d.newConn()
+	if err != nil {
+		return st, fmt.Errorf("netlink: %w", err)
+	}
+	dels := map[*nftables.Set][]nftables.SetElement{}
+	adds := map[*nftables.Set][]nftables.SetElement{}
+	var removed []*Service
+	for name, old := range d.cache {
+		if _, ok := want[name]; !ok {
+			for set, els := range d.elements(old) {
+				dels[set] = append(dels[set], els...)
+			}
+			removed = append(removed, old)
+		}
+	}
+	var added, rewired []*Service
+	for _, s := range sortedServices(want) {
+		old, ok := d.cache[s.Name]
+		if !ok {
+			added = append(added, s)
+			for set, els := range d.elements(s) {
+				adds[set] = append(adds[set], els...)
+			}
+			continue
+		}
+		if !rulesEqual(old, s) {
+			rewired = append(rewired, s)
+		}
+		diffElements(d.elements(old), d.elements(s), adds, dels)
+	}
+	if len(removed)+len(added)+len(rewired)+len(adds)+len(dels) == 0 {
+		return st, nil
+	}
+	// Order inside the transaction: drop elements first (they may point at
+	// chains about to go), then chains, then add new chains and elements.
+	st.ElementsDeleted = d.delElements(c, dels)
+	for _, s := range removed {
+		d.delServiceObjects(c, s)
+	}
+	for _, s := range added {
+		d.addServiceObjects(c, s)
+		for _, r := range serviceRules(d.table, d.chain(s.Name), s, d.sets) {
+			c.AddRule(r)
+		}
+	}
+	for _, s := range rewired {
+		addProtectionObjects(c, d.table, s)
+		ch := d.chain(s.Name)
+		c.FlushChain(ch)
+		for _, r := range serviceRules(d.table, ch, s, d.sets) {
+			c.AddRule(r)
+		}
+	}
+	st.ElementsAdded = d.addElements(c, adds)
+	st.ServicesAdded, st.ServicesRemoved, st.ServicesRewired = len(added), len(removed), len(rewired)
+	if err := c.Flush(); err != nil {
+		return st, fmt.Errorf("apply ruleset change (%s): %w", st, err)
+	}
+	return st, nil
+}
+
+// diffElements appends to adds/dels what turns old into new. An element
+// whose key stays but whose value changes is deleted and re-added in the
+// same transaction.
+func diffElements(old, new map[*nftables.Set][]nftables.SetElement, adds, dels map[*nftables.Set][]nftables.SetElement) {
+	sets := map[*nftables.Set]bool{}
+	for s := range old {
+		sets[s] = true
+	}
+	for s := range new {
+		sets[s] = true
+	}
+	for set := range sets {
+		oldBy := map[string]nftables.SetElement{}
+		for _, e := range old[set] {
+			oldBy[string(e.Key)] = e
+		}
+		newBy := map[string]bool{}
+		for _, e := range new[set] {
+			newBy[string(e.Key)] = true
+			o, ok := oldBy[string(e.Key)]
+			if ok && elemValueEqual(o, e) {
+				continue
+			}
+			if ok {
+				dels[set] = append(dels[set], o)
+			}
+			adds[set] = append(adds[set], e)
+		}
+		for _, o := range old[set] {
+			if !newBy[string(o.Key)] {
+				dels[set] = append(dels[set], o)
+			}
+		}
+	}
+}
+
+func elemValueEqual(a, b nftables.SetElement) bool {
+	if (a.VerdictData == nil) != (b.VerdictData == nil) {
+		return false
+	}
+	if a.VerdictData != nil && (a.VerdictData.Kind != b.VerdictData.Kind || a.VerdictData.Chain != b.VerdictData.Chain) {
+		return false
+	}
+	return bytes.Equal(a.Val, b.Val)
+}
+
+func sortedServices(m map[string]*Service) []*Service {
+	out := make([]*Service, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	sortByName(out)
+	return out
+}
+
+// Counters are the per-service counts read from the kernel.
+type Counters struct {
+	Flows, FlowBytes uint64
+	NoBackend        uint64
+	Refused          map[string]uint64 // by protection reason
+}
+
+// ReadCounters returns the named counters of every service, in one dump.
+func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
+	c, err := d.newConn()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	objs, err := c.GetObjects(d.table)
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	out := map[string]Counters{}
+	for _, o := range objs {
+		no, ok := o.(*nftables.NamedObj)
+		if !ok {
+			continue
+		}
+		ctr, ok := no.Obj.(*expr.Counter)
+		if !ok {
+			continue
+		}
+		kind, svc, ok := strings.Cut(no.Name, "_")
+		if !ok {
+			continue
+		}
+		cs := out[svc]
+		switch kind {
+		case "flows":
+			cs.Flows, cs.FlowBytes = ctr.Packets, ctr.Bytes
+		case "empty":
+			cs.NoBackend = ctr.Packets
+		default:
+			if cs.Refused == nil {
+				cs.Refused = map[string]uint64{}
+			}
+			cs.Refused[kind] = ctr.Packets
+		}
+		out[svc] = cs
+	}
+	return out, nil
+}
+
+// ForgetPersistence deletes the persistence entries of one service that
+// point at a backend, so clients pinned to a backend that left move at
+// once instead of after the persistence time.
+func (d *Dataplane) ForgetPersistence(s *Service, gone []netip.AddrPort) error {
+	if len(gone) == 0 || s.Persistence == 0 {
+		return nil
+	}
+	c, err := d.newConn()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	set := d.sets.persist4
+	if s.Is6() {
+		set = d.sets.persist6
+	}
+	els, err := c.GetSetElements(set)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", set.Name, err)
+	}
+	prefix := endpointKey(s.VIP, s.Proto, s.Port)
+	var del []nftables.SetElement
+	for _, e := range els {
+		if !bytes.HasPrefix(e.Key, prefix) {
+			continue
+		}
+		for _, g := range gone {
+			if bytes.Equal(e.Val, backendValue(g)) {
+				del = append(del, nftables.SetElement{Key: e.Key})
+			}
+		}
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	d.delElements(c, map[*nftables.Set][]nftables.SetElement{set: del})
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("forget persistence of %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Remove deletes table lbd (used by tests and `lbd run --cleanup`).
+func (d *Dataplane) Remove() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.newConn()
+	if err != nil {
+		return err
+	}
+	c.DelTable(d.table)
+	d.synced = false
+	d.cache = map[string]*Service{}
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete table %s: %w", TableName, err)
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package lb
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Register layout. nftables has 16 32-bit data registers, numbered 8..23
+// (NFT_REG32_00..15); a concatenation occupies consecutive registers with
+// every field padded to 4 bytes.
+//
+//	IPv4: key  daddr=8 l4proto=9 dport=10 slot|saddr=11    data addr=12 port=13
+//	IPv6: key  daddr=8..11 l4proto=12 dport=13 slot|saddr=14..17  data addr=18..21 port=22
+type regs struct {
+	daddr, proto, dport, slot, data, dataPort uint32
+	addrLen                                   uint32
+	nfproto                                   uint32
+	saddrOff                                  uint32
+}
+
+var (
+	regs4 = regs{daddr: 8, proto: 9, dport: 10, slot: 11, data: 12, dataPort: 13, addrLen: 4, nfproto: unix.NFPROTO_IPV4, saddrOff: 12}
+	regs6 = regs{daddr: 8, proto: 12, dport: 13, slot: 14, data: 18, dataPort: 22, addrLen: 16, nfproto: unix.NFPROTO_IPV6, saddrOff: 8}
+)
+
+func regsFor(is6 bool) regs {
+	if is6 {
+		return regs6
+	}
+	return regs4
+}
+
+func daddrOff(is6 bool) uint32 {
+	if is6 {
+		return 24
+	}
+	return 16
+}
+
+// loadEndpoint loads daddr . l4proto . th dport into the key registers.
+func loadEndpoint(is6 bool) []expr.Any {
+	r := regsFor(is6)
+	return []expr.Any{
+		&expr.Payload{DestRegister: r.daddr, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff(is6), Len: r.addrLen},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r.proto},
+		&expr.Payload{DestRegister: r.dport, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+}
+
+func loadSaddr(is6 bool, reg uint32) expr.Any {
+	r := regsFor(is6)
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: r.saddrOff, Len: r.addrLen}
+}
+
+// dispatchRule is the one rule per family that finds a service:
+// `meta nfproto ipvX  daddr . l4proto . th dport vmap @svcX`.
+func dispatchRule(t *nftables.Table, c *nftables.Chain, vmap *nftables.Set, is6 bool) *nftables.Rule {
+	r := regsFor(is6)
+	exprs := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(r.nfproto)}},
+	}
+	exprs = append(exprs, loadEndpoint(is6)...)
+	exprs = append(exprs, &expr.Lookup{SourceRegister: r.daddr, DestRegister: 0, IsDestRegSet: true, SetName: vmap.Name, SetID: vmap.ID})
+	return &nftables.Rule{Table: t, Chain: c, Exprs: exprs}
+}
+
+// SNATMark is the conntrack mark bit a service with snat sets on a flow's
+// first packet; postrouting masquerades flows carrying it. Marking the
+// conntrack entry (not the packet) leaves users' fwmark routing alone.
+const SNATMark = 0x40000000
+
+// markReg is a scratch register no other field uses.
+const markReg = 23
+
+// setSNATMark is `ct mark set ct mark | SNATMark`.
+func setSNATMark() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: markReg, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: markReg, DestRegister: markReg, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ^uint32(SNATMark)), Xor: binary.NativeEndian.AppendUint32(nil, SNATMark)},
+		&expr.Ct{Register: markReg, Key: expr.CtKeyMARK, SourceRegister: true},
+	}
+}
+
+// snatRule masquerades flows a service marked: `ct mark & SNATMark != 0
+// masquerade`. Only first packets reach nat chains, so this costs nothing
+// per packet.
+func snatRule(t *nftables.Table, c *nftables.Chain) *nftables.Rule {
+	return &nftables.Rule{Table: t, Chain: c, Exprs: []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, SNATMark), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Masq{},
+	}}
+}
+
+// slotExprs computes the slot number into the slot register.
+func slotExprs(s *Service) []expr.Any {
+	r := regsFor(s.Is6())
+	m := uint32(s.Modulus)
+	switch s.Scheduler {
+	case "random":
+		return []expr.Any{&expr.Numgen{Register: r.slot, Modulus: m, Type: unix.NFT_NG_RANDOM}}
+	case "sh":
+		return []expr.Any{
+			loadSaddr(s.Is6(), r.slot),
+			&expr.Hash{SourceRegister: r.slot, DestRegister: r.slot, Length: r.addrLen, Modulus: m, Seed: s.Seed, Type: expr.HashTypeJenkins},
+		}
+	case "mh":
+		sport := r.slot + r.addrLen/4
+		return []expr.Any{
+			loadSaddr(s.Is6(), r.slot),
+			&expr.Payload{DestRegister: sport, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Hash{SourceRegister: r.slot, DestRegister: r.slot, Length: r.addrLen + 4, Modulus: m, Seed: s.Seed, Type: expr.HashTypeJenkins},
+		}
+	default: // rr
+		return []expr.Any{&expr.Numgen{Register: r.slot, Modulus: m, Type: unix.NFT_NG_INCREMENTAL}}
+	}
+}
+
+func dnat(is6 bool) expr.Any {
+	r := regsFor(is6)
+	return &expr.NAT{Type: expr.NATTypeDestNAT, Family: r.nfproto, RegAddrMin: r.data, RegProtoMin: r.dataPort, Specified: true}
+}
+
+func counterRef(name string) expr.Any {
+	return &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: name}
+}
+
+// Counter object names of a service.
+func flowsCounter(svc string) string { return "flows_" + svc }
+func emptyCounter(svc string) string { return "empty_" + svc }
+
+// serviceRules are the rules of one service's chain, in order. They depend
+// on everything in the Service except Slots, so a health change never needs
+// them rewritten.
+func serviceRules(t *nftables.Table, c *nftables.Chain, s *Service, maps *tableSets) []*nftables.Rule {
+	is6 := s.Is6()
+	r := regsFor(is6)
+	slotsMap, persistMap := maps.slots4, maps.persist4
+	if is6 {
+		slotsMap, persistMap = maps.slots6, maps.persist6
+	}
+	var rules []*nftables.Rule
+	add := func(e ...expr.Any) { rules = append(rules, &nftables.Rule{Table: t, Chain: c, Exprs: e}) }
+
+	rules = append(rules, protectionRules(t, c, s, maps)...)
+
+	if s.Persistence > 0 {
+		// A client seen within the persistence time goes to the backend it
+		// had; the hit refreshes the timeout.
+		e := loadEndpoint(is6)
+		e = append(e, loadSaddr(is6, r.slot),
+			&expr.Lookup{SourceRegister: r.daddr, DestRegister: r.data, IsDestRegSet: true, SetName: persistMap.Name, SetID: persistMap.ID},
+			&expr.Dynset{SrcRegKey: r.daddr, SrcRegData: r.data, SetName: persistMap.Name, SetID: persistMap.ID,
+				Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: s.Persistence},
+			counterRef(flowsCounter(s.Name)))
+		if s.SNAT {
+			e = append(e, setSNATMark()...)
+		}
+		add(append(e, dnat(is6))...)
+	}
+
+	e := loadEndpoint(is6)
+	e = append(e, slotExprs(s)...)
+	e = append(e, &expr.Lookup{SourceRegister: r.daddr, DestRegister: r.data, IsDestRegSet: true, SetName: slotsMap.Name, SetID: slotsMap.ID})
+	if s.Persistence > 0 {
+		e = append(e, loadSaddr(is6, r.slot),
+			&expr.Dynset{SrcRegKey: r.daddr, SrcRegData: r.data, SetName: persistMap.Name, SetID: persistMap.ID,
+				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: s.Persistence})
+	}
+	e = append(e, counterRef(flowsCounter(s.Name)))
+	if s.SNAT {
+		e = append(e, setSNATMark()...)
+	}
+	add(append(e, dnat(is6))...)
+
+	// Reached only when no slot is filled: refuse loudly rather than let
+	// the packet fall through to a blackhole.
+	final := []expr.Any{counterRef(emptyCounter(s.Name))}
+	add(append(final, refuse(s.Proto, s.OnEmpty == "drop")...)...)
+	return rules
+}
+
+// refuse answers a refused new flow: TCP reset or ICMP port unreachable, or
+// a silent drop when asked for.
+func refuse(proto uint8, drop bool) []expr.Any {
+	if drop {
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
+	}
+	if proto == protoTCP {
+		return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+	}
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}
+}
+
+// Element encodings. Every concatenated field is padded to 4 bytes; the
+// slot number is host-endian like the numgen/jhash result it is compared to.
+
+func endpointKey(vip netip.Addr, proto uint8, port uint16) []byte {
+	k := append([]byte(nil), vip.AsSlice()...)
+	k = append(k, proto, 0, 0, 0)
+	k = binary.BigEndian.AppendUint16(k, port)
+	return append(k, 0, 0)
+}
+
+func slotKey(s *Service, slot int) []byte {
+	return binary.NativeEndian.AppendUint32(endpointKey(s.VIP, s.Proto, s.Port), uint32(slot))
+}
+
+func backendValue(b netip.AddrPort) []byte {
+	v := append([]byte(nil), b.Addr().AsSlice()...)
+	v = binary.BigEndian.AppendUint16(v, b.Port())
+	return append(v, 0, 0)
+}
