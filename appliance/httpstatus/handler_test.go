@@ -258,7 +258,7 @@ func TestPage(t *testing.T) {
 		`<td class="up">up</td>`, `<td class="down">DOWN</td>`, "lease until 2026-11-26 11:00:00Z",
 		"198.51.100.10:80/tcp rr snat", "1/3 up",
 		`<td class="up">up</td>`, `<td class="down">down</td>`, `<td class="drain">drain</td>`, `<td class="unchecked">unchecked</td>`,
-		"192.0.2.12:8080", "status 503", "4.2ms",
+		"192.0.2.12:8080", "status 503", "4.2ms", "[2001:db8::53]:53/udp",
 		"refused: no_backend 3 rate 12",
 		"&lt;script&gt;alert(1)&lt;/script&gt;",
 	} {

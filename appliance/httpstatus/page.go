@@ -5,6 +5,8 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"net"
+	"strconv"
 	"time"
 
 	"lbd/appliance/status"
@@ -24,6 +26,8 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"latency": latency,
 	"refused": refusedList,
 	"upCount": upCount,
+	// JoinHostPort brackets IPv6 VIPs: [2001:db8::53]:53, not 2001:db8::53:53.
+	"hostport": func(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) },
 }).ParseFS(pageFS, "page.html"))
 
 // pageData is what the template sees: the snapshot plus the few derived
