@@ -1,0 +1,208 @@
+// Command lbd is the whole appliance: `lbd run` is the daemon, the other
+// subcommands talk to it over its control socket or check a config file.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"lbd/appliance/config"
+	"lbd/appliance/control"
+	"lbd/appliance/daemon"
+	"lbd/appliance/status"
+)
+
+// version is set by the Makefile (-X main.version=...).
+var version = "dev"
+
+const usage = `lbd — declarative NAT load balancer
+
+usage:
+  lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
+  lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
+  lbd reload  [--socket PATH]                   re-read the config of the running daemon
+  lbd status  [--json] [--socket PATH]          show the live state
+  lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
+  lbd console [--once] [--socket PATH]          full-screen status page
+  lbd version
+
+defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocket + `
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("lbd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", config.DefaultPath, "config file")
+	socket := fs.String("socket", control.DefaultSocket, "control socket")
+	asJSON := fs.Bool("json", false, "JSON output (status)")
+	once := fs.Bool("once", false, "print one frame and exit (console)")
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprintln(stdout, "lbd", version)
+		return 0
+	}
+	// Positional arguments may come before or after flags.
+	var pos []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	switch cmd {
+	case "run":
+		return cmdRun(*cfgPath, *socket, stderr)
+	case "check":
+		return cmdCheck(*cfgPath, stdout, stderr)
+	case "reload":
+		return cmdReload(*socket, stdout, stderr)
+	case "status":
+		return cmdStatus(*socket, *asJSON, stdout, stderr)
+	case "throttle":
+		return cmdThrottle(*socket, pos, stdout, stderr)
+	case "console":
+		return cmdConsole(*socket, *once, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "lbd: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func cmdRun(cfgPath, socket string, stderr io.Writer) int {
+	log := newLogger(stderr)
+	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log)})
+	if err := d.Run(context.Background()); err != nil {
+		log.Error("lbd run failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdCheck(cfgPath string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "%s: %d error(s)\n", cfgPath, len(es))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	backends := 0
+	for _, s := range cfg.Services {
+		backends += len(s.Backends)
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d services, %d backends, %d interfaces)\n", cfgPath, len(cfg.Services), backends, len(cfg.Interfaces))
+	return 0
+}
+
+func cmdReload(socket string, stdout, stderr io.Writer) int {
+	resp, err := control.Call(socket, control.Request{Command: "reload"}, 2*time.Minute)
+	if err != nil {
+		fmt.Fprintln(stderr, "lbd reload:", err)
+		return 1
+	}
+	if !resp.OK {
+		fmt.Fprintln(stderr, "lbd reload:", resp.Message)
+		for _, e := range resp.Errors {
+			fmt.Fprintln(stderr, e)
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return 0
+}
+
+func cmdThrottle(socket string, pos []string, stdout, stderr io.Writer) int {
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "usage: lbd throttle SERVICE RATE|off   (RATE like 100/s, 30/m)")
+		return 2
+	}
+	resp, err := control.Call(socket, control.Request{Command: "throttle", Args: pos}, 30*time.Second)
+	if err != nil {
+		fmt.Fprintln(stderr, "lbd throttle:", err)
+		return 1
+	}
+	if !resp.OK {
+		for _, e := range resp.Errors {
+			fmt.Fprintln(stderr, "lbd throttle:", e)
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return 0
+}
+
+func fetchStatus(socket string) (status.Snapshot, error) {
+	resp, err := control.Call(socket, control.Request{Command: "status"}, 10*time.Second)
+	if err != nil {
+		return status.Snapshot{}, err
+	}
+	if resp.Status == nil {
+		return status.Snapshot{}, errors.New("daemon sent no status")
+	}
+	return *resp.Status, nil
+}
+
+func cmdStatus(socket string, asJSON bool, stdout, stderr io.Writer) int {
+	snap, err := fetchStatus(socket)
+	if err != nil {
+		fmt.Fprintln(stderr, "lbd status:", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(snap)
+		return 0
+	}
+	printStatus(stdout, snap)
+	return 0
+}
+
+func printStatus(w io.Writer, s status.Snapshot) {
+	fmt.Fprintf(w, "lbd %s on %s, config %s loaded %s\n", s.Version, s.Hostname, s.Config.Path, s.Config.LoadedAt.Format(time.RFC3339))
+	for _, e := range s.Config.LastErrors {
+		fmt.Fprintf(w, "  CONFIG ERROR: %s\n", e)
+	}
+	for _, svc := range s.Services {
+		extra := ""
+		if svc.Throttle != "" {
+			extra = "  THROTTLED " + svc.Throttle
+		}
+		fmt.Fprintf(w, "\n%s  %s:%d/%s  %s  snat=%v  flows=%d%s\n", svc.Name, svc.VIP, svc.Port, svc.Protocol, svc.Scheduler, svc.SNAT, svc.Packets, extra)
+		for _, b := range svc.Backends {
+			role := ""
+			if b.Backup {
+				role = " backup"
+			}
+			fmt.Fprintf(w, "  %-24s %-9s weight=%-3d slots=%-4d active=%-5d %s%s\n", b.Address, strings.ToUpper(b.State), b.Weight, b.Slots, b.ActiveConnections, b.LastCheck, role)
+		}
+	}
+}
