@@ -161,7 +161,7 @@ func TestHTTPSCheck(t *testing.T) {
 	srv := httptest.NewUnstartedServer(rec.handler())
 	srv.TLS = &tls.Config{}
 	srv.Config.ErrorLog = quietLog() // the refused handshake is expected
-	srv.StartTLS() // self-signed: unknown to the checker's roots
+	srv.StartTLS()                   // self-signed: unknown to the checker's roots
 	defer srv.Close()
 	addr := addrOf(t, srv.Listener.Addr())
 
