@@ -24,6 +24,7 @@ type Monitor struct {
 
 	mu     sync.Mutex
 	probes map[string]*probe // by Target.Key
+	index  map[pair]*probe   // (service, backend) -> its check, for Lookup
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -39,7 +40,13 @@ func NewMonitor(onChange func(Transition), logger *slog.Logger) *Monitor {
 	if onChange == nil {
 		onChange = func(Transition) {}
 	}
-	return &Monitor{onChange: onChange, log: logger, probes: map[string]*probe{}}
+	return &Monitor{onChange: onChange, log: logger, probes: map[string]*probe{}, index: map[pair]*probe{}}
+}
+
+// pair names one (service, backend) entry of the data plane.
+type pair struct {
+	service string
+	addr    netip.AddrPort
 }
 
 // Set replaces the monitored targets. Targets whose Key already runs keep
@@ -88,7 +95,24 @@ func (m *Monitor) Set(targets []Target) error {
 			m.wg.Go(func() { p.loop(ctx, m.emit) })
 		}
 	}
+	m.reindex()
 	return nil
+}
+
+// reindex rebuilds the Lookup index; for a pair with several checks the
+// smallest key wins, so the answer does not depend on map order.
+func (m *Monitor) reindex() {
+	clear(m.index)
+	for key, p := range m.probes {
+		p.mu.Lock()
+		for _, svc := range p.services {
+			k := pair{svc, p.target.Addr}
+			if old, ok := m.index[k]; !ok || key < old.key {
+				m.index[k] = p
+			}
+		}
+		p.mu.Unlock()
+	}
 }
 
 type targetGroup struct {
@@ -167,16 +191,18 @@ func (m *Monitor) Snapshot() []TargetStatus {
 	return out
 }
 
-// Lookup returns the state of one (service, backend) pair. Should one pair
-// have several checks (two backend entries with different health
-// sections), the first by key is returned.
+// Lookup returns the state of one (service, backend) pair, in constant
+// time, so the integrator can ask for every backend of a large config.
+// Should one pair have several checks (two backend entries with different
+// health sections), the one with the smallest key is returned.
 func (m *Monitor) Lookup(service string, addr netip.AddrPort) (TargetStatus, bool) {
-	for _, st := range m.Snapshot() {
-		if st.Service == service && st.Addr == addr {
-			return st, true
-		}
+	m.mu.Lock()
+	p, ok := m.index[pair{service, addr}]
+	m.mu.Unlock()
+	if !ok {
+		return TargetStatus{}, false
 	}
-	return TargetStatus{}, false
+	return p.statusFor(service), true
 }
 
 // Close stops every check, aborting those in flight (exec checks are
@@ -189,6 +215,7 @@ func (m *Monitor) Close() {
 		p.stop()
 		delete(m.probes, key)
 	}
+	clear(m.index)
 	m.mu.Unlock()
 	m.wg.Wait()
 }

@@ -338,3 +338,24 @@ func TestMonitorUDPRefusedGoesDown(t *testing.T) {
 		t.Errorf("transition = %+v", tr)
 	}
 }
+
+// TestMonitorSamePairTwoChecks: one backend listed with two different
+// checks in one service is checked both ways; Lookup picks one stably.
+func TestMonitorSamePairTwoChecks(t *testing.T) {
+	m, _, _ := newTestMonitor(t)
+	addr := closedTCPPort(t)
+	a := Target{Service: "web", Addr: addr, Spec: Spec{Type: TypeTCP, Interval: time.Hour}}
+	b := Target{Service: "web", Addr: addr, Spec: Spec{Type: TypeHTTP, Interval: time.Hour}}
+	if err := m.Set([]Target{b, a}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Snapshot()); n != 2 {
+		t.Fatalf("Snapshot has %d entries, want 2", n)
+	}
+	want := min(a.Key(), b.Key())
+	for range 3 {
+		if st := lookup(t, m, a); st.Key != want {
+			t.Fatalf("Lookup key = %s, want the smallest, %s", st.Key, want)
+		}
+	}
+}

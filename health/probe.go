@@ -86,23 +86,34 @@ func (p *probe) stop() {
 	}
 }
 
+// status reports the probe once per service using it.
 func (p *probe) status() []TargetStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	passed, failed := p.machine.Counts()
 	out := make([]TargetStatus, 0, len(p.services))
 	for _, svc := range p.services {
-		out = append(out, TargetStatus{
-			Service:        svc,
-			Addr:           p.target.Addr,
-			Key:            p.key,
-			Type:           p.target.Spec.Type,
-			State:          p.machine.State(),
-			Passed:         passed,
-			Failed:         failed,
-			Last:           p.machine.Last(),
-			LastTransition: p.machine.ChangedAt(),
-		})
+		out = append(out, p.statusLocked(svc))
 	}
 	return out
+}
+
+func (p *probe) statusFor(service string) TargetStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.statusLocked(service)
+}
+
+func (p *probe) statusLocked(service string) TargetStatus {
+	passed, failed := p.machine.Counts()
+	return TargetStatus{
+		Service:        service,
+		Addr:           p.target.Addr,
+		Key:            p.key,
+		Type:           p.target.Spec.Type,
+		State:          p.machine.State(),
+		Passed:         passed,
+		Failed:         failed,
+		Last:           p.machine.Last(),
+		LastTransition: p.machine.ChangedAt(),
+	}
 }
