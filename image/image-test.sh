@@ -1,0 +1,245 @@
+#!/bin/bash
+# image-test.sh IMG: boots a copy of the appliance image under QEMU with test
+# configs written into its LBCONFIG partition (mtools, no mount) and checks
+# from outside, through the namespace lab of lab.sh:
+#
+#   boot 1 (config A: static addresses, one rr service over 2 backends)
+#     ready        the serial console shows "lbd-status: READY"
+#     vip          the VIP answers from the client namespace
+#     spread       both backends answer
+#     status_http  /status.json answers on the LAN address (status_listen)
+#     health_out   a stopped backend stops getting connections
+#   boot 2 (config B, edited on the partition while powered off)
+#     ready, edit_applied: port 80 now only reaches backend-2, new port 81 -> backend-1
+#   boot 3 (a broken lb.toml)
+#     ready        lbd still comes up
+#     error_shown  the serial console shows /config/lb.toml:LINE:COL
+#     last_good    the VIP keeps serving config B (the last good one, from LBSTATE)
+#
+# Each check prints PASS or FAIL with what it saw; the summary lists them
+# all. Exit status 0 only if every check passed. The whole run is
+# time-boxed (IMAGE_TEST_TIMEOUT, default 900 s; BOOT_TIMEOUT per boot, 180 s).
+set -uo pipefail
+img_src=${1:?usage: image-test.sh IMG}
+here=$(cd "$(dirname "$0")" && pwd)
+[ "$(id -u)" = 0 ] || { echo "image-test: needs root" >&2; exit 1; }
+. "$here/lab.sh"
+. "${img_src}.layout"
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
+export MTOOLS_SKIP_CHECK=1
+
+results=()
+pass() { results+=("PASS $1: $2"); echo "PASS $1: $2"; }
+fail() { results+=("FAIL $1: $2"); echo "FAIL $1: $2"; }
+check() { # check NAME DESCRIPTION-ON-PASS DESCRIPTION-ON-FAIL CMD...
+	local name=$1 ok=$2 ko=$3; shift 3
+	if "$@"; then pass "$name" "$ok"; else fail "$name" "$ko"; fi
+}
+summary() {
+	echo
+	echo "=== image-test summary ($(basename "$img_src"))"
+	printf '%s\n' "${results[@]}"
+	[ -n "${ready_times:-}" ] && echo "boot-to-READY (s, per boot):$ready_times"
+}
+finish() { lab_down; summary; }
+trap finish EXIT
+trap 'echo "image-test: interrupted or timed out"; exit 124' INT TERM
+( sleep "${IMAGE_TEST_TIMEOUT:-900}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
+watchdog=$!
+trap 'kill $watchdog 2>/dev/null; finish' EXIT
+
+lab_up
+img=$LAB_DIR/test.img
+cp --sparse=always "$img_src" "$img"
+serial=
+
+put_config() { # put_config FILE: lb.toml on the LBCONFIG partition, as a user would
+	mcopy -o -i "$img@@$CONFIG_OFFSET" "$1" ::/lb.toml
+}
+
+# boot N: starts QEMU, waits for the READY line; sets serial and records the time.
+boot() {
+	serial=$LAB_DIR/serial-$1.log
+	local t0=$SECONDS
+	lab_qemu_start "$img" "$serial"
+	while (( SECONDS - t0 < BOOT_TIMEOUT )); do
+		if grep -q 'lbd-status: READY' "$serial" 2>/dev/null; then
+			ready_times+=" $((SECONDS - t0))"
+			pass "boot$1.ready" "READY on the serial console after $((SECONDS - t0)) s"
+			return 0
+		fi
+		kill -0 "$LAB_QEMU_PID" 2>/dev/null || break
+		sleep 1
+	done
+	fail "boot$1.ready" "no READY line within ${BOOT_TIMEOUT}s; last serial lines:"
+	tail -n 25 "$serial" | sed 's/^/    | /'
+	return 1
+}
+
+# get URL: one request over a new connection from the client namespace.
+get() { in_cl curl -s --max-time 2 "$1" 2>/dev/null; }
+
+# tally URL N: N requests; prints "backend-1=X backend-2=Y fail=Z".
+tally() {
+	local i r b1=0 b2=0 f=0
+	for ((i = 0; i < $2; i++)); do
+		r=$(get "$1")
+		case $r in backend-1) b1=$((b1 + 1)) ;; backend-2) b2=$((b2 + 1)) ;; *) f=$((f + 1)) ;; esac
+	done
+	echo "backend-1=$b1 backend-2=$b2 fail=$f"
+}
+
+# wait_vip URL SECONDS: until the URL answers at all (health checks must rise first).
+wait_vip() {
+	local t0=$SECONDS
+	while (( SECONDS - t0 < $2 )); do
+		[ -n "$(get "$1")" ] && return 0
+		sleep 1
+	done
+	return 1
+}
+
+# until_only URL BACKEND SECONDS: until 10 requests in a row all reach BACKEND.
+until_only() {
+	local t0=$SECONDS
+	while (( SECONDS - t0 < $3 )); do
+		[ "$(tally "$1" 10)" = "$2" ] && return 0
+		sleep 1
+	done
+	return 1
+}
+
+cfg_a=$LAB_DIR/a.toml
+cat >"$cfg_a" <<TOML
+# image-test config A
+[appliance]
+hostname = "lbd-test"
+status_listen = "192.0.2.1:9100"
+
+[[interface]]
+name = "wan"
+mac = "$LAB_WAN_MAC"
+addresses = ["198.51.100.2/24"]
+
+[[interface]]
+name = "lan"
+mac = "$LAB_LAN_MAC"
+addresses = ["192.0.2.1/24"]
+
+[[service]]
+name = "web"
+vip = "$LAB_VIP"
+port = 80
+protocol = "tcp"
+interface = "wan"
+scheduler = "rr"
+snat = true
+
+  [service.health]
+  type = "http"
+  path = "/"
+  interval = "1s"
+  timeout = "500ms"
+  rise = 1
+  fall = 2
+
+  [[service.backend]]
+  address = "192.0.2.11:8080"
+
+  [[service.backend]]
+  address = "192.0.2.12:8080"
+TOML
+
+cfg_b=$LAB_DIR/b.toml
+# B: port 80 keeps only backend-2; a new service on port 81 goes to backend-1.
+awk '/^\[\[service.backend\]\]$/ && !seen { seen = 1; getline; next } { print }' "$cfg_a" |
+	sed 's/image-test config A/image-test config B/' >"$cfg_b"
+cat >>"$cfg_b" <<TOML
+
+[[service]]
+name = "web81"
+vip = "$LAB_VIP"
+port = 81
+protocol = "tcp"
+interface = "wan"
+scheduler = "rr"
+
+  [service.health]
+  type = "tcp"
+  interval = "1s"
+  rise = 1
+  fall = 2
+
+  [[service.backend]]
+  address = "192.0.2.11:8080"
+TOML
+
+cfg_broken=$LAB_DIR/broken.toml
+# Line 5 gets an unknown key: lbd must name /config/lb.toml:5:COL.
+awk 'NR == 5 { print "no_such_key = 1" } { print }' "$cfg_b" >"$cfg_broken"
+broken_line=5
+
+### boot 1: config A
+put_config "$cfg_a"
+if boot 1; then
+	if grep -q 'lbd placeholder' "$serial"; then
+		echo "NOTE: the image runs the placeholder lbd: data-plane checks will fail"
+	fi
+	if wait_vip "http://$LAB_VIP/" 60; then
+		pass boot1.vip "VIP $LAB_VIP:80 answers from the client namespace"
+		t=$(tally "http://$LAB_VIP/" 20)
+		case $t in
+		*"backend-1=0 "*|*"backend-2=0 "*) fail boot1.spread "20 requests: $t" ;;
+		*) pass boot1.spread "20 requests: $t" ;;
+		esac
+	else
+		fail boot1.vip "VIP $LAB_VIP:80 did not answer within 60 s"
+		fail boot1.spread "no VIP"
+	fi
+	if in_bk curl -s --max-time 3 http://192.0.2.1:9100/status.json | grep -q '"services"'; then
+		pass boot1.status_http "/status.json on 192.0.2.1:9100 lists services"
+	else
+		fail boot1.status_http "no /status.json on 192.0.2.1:9100"
+	fi
+	lab_backend_stop 2
+	if until_only "http://$LAB_VIP/" "backend-1=10 backend-2=0 fail=0" 20; then
+		pass boot1.health_out "backend-2 stopped: 10/10 requests reach backend-1"
+	else
+		fail boot1.health_out "backend-2 stopped; after 20 s: $(tally "http://$LAB_VIP/" 10)"
+	fi
+	lab_backend_start 2
+fi
+lab_qemu_stop 90
+
+### boot 2: config B, edited on the partition while the appliance is off
+put_config "$cfg_b"
+if boot 2; then
+	if wait_vip "http://$LAB_VIP/" 60 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 20 &&
+		[ "$(get "http://$LAB_VIP:81/")" = backend-1 ]; then
+		pass boot2.edit_applied "port 80 -> backend-2 only, port 81 -> backend-1"
+	else
+		fail boot2.edit_applied "port 80: $(tally "http://$LAB_VIP/" 10); port 81: '$(get "http://$LAB_VIP:81/")'"
+	fi
+fi
+lab_qemu_stop 90
+
+### boot 3: a broken lb.toml
+put_config "$cfg_broken"
+boot 3
+t0=$SECONDS
+while (( SECONDS - t0 < 30 )) && ! grep -q "/config/lb.toml:$broken_line:" "$serial"; do sleep 1; done
+if grep -q "/config/lb.toml:$broken_line:" "$serial"; then
+	pass boot3.error_shown "serial: $(grep -m1 "/config/lb.toml:$broken_line:" "$serial" | tr -d '\r')"
+else
+	fail boot3.error_shown "no /config/lb.toml:$broken_line:COL on the serial console"
+	grep 'lbd-status' "$serial" | tail -n 5 | sed 's/^/    | /'
+fi
+if wait_vip "http://$LAB_VIP/" 60 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 10; then
+	pass boot3.last_good "the VIP serves config B (last good) despite the broken file"
+else
+	fail boot3.last_good "VIP with the broken file: $(tally "http://$LAB_VIP/" 10)"
+fi
+lab_qemu_stop 90
+
+for r in "${results[@]}"; do case $r in FAIL*) exit 1 ;; esac; done
+exit 0
