@@ -479,7 +479,7 @@ func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	objs, err := c.GetObjects(d.table)
+	objs, err := c.GetNamedObjects(d.table)
 	if err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
