@@ -44,7 +44,7 @@ func apply(root string, s Settings) ([]Change, error) {
 	}
 	var changes []Change
 	var errs []error
-	for _, k := range Keys {
+	for _, k := range keys {
 		want, set := k.value(&s)
 		if !set {
 			continue

@@ -209,7 +209,7 @@ func TestConntrackHigh(t *testing.T) {
 
 func TestDocListsEveryKey(t *testing.T) {
 	d := Doc()
-	for _, k := range Keys {
+	for _, k := range keys {
 		if !strings.Contains(d, "`"+k.Name+"`") || !strings.Contains(d, "`"+k.Setting+"`") {
 			t.Errorf("Doc lacks %s / %s", k.Name, k.Setting)
 		}

@@ -2,6 +2,7 @@ package sysctl
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,8 +26,11 @@ type Key struct {
 	timeout func(*Settings) time.Duration
 }
 
-// Keys lists every sysctl lbd writes, in the order Apply writes them.
-var Keys = []Key{
+// Keys lists every sysctl lbd writes, in the order Apply writes them. It
+// returns a copy: the table itself is not to be changed at run time.
+func Keys() []Key { return slices.Clone(keys) }
+
+var keys = []Key{
 	{
 		Name: "net.netfilter.nf_conntrack_max", Setting: "conntrack.max", Default: "262144",
 		Doc:    "NAT table size; global: only settable from the initial network namespace",
@@ -108,7 +112,7 @@ func boolValue(b bool) string {
 func Doc() string {
 	var b strings.Builder
 	b.WriteString("| lb.toml key | sysctl | default | what for |\n|---|---|---|---|\n")
-	for _, k := range Keys {
+	for _, k := range keys {
 		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s |\n", k.Setting, k.Name, k.Default, k.Doc)
 	}
 	return b.String()

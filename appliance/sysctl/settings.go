@@ -2,7 +2,7 @@
 // (conntrack size and timeouts, forwarding, reverse-path filtering, SYN
 // cookies) by writing /proc/sys, and reads conntrack table usage.
 //
-// Every key lbd touches is listed in Keys with its default, so the README
+// Every key lbd touches is listed in Keys() with its default, so the README
 // and `lbd check` can show exactly what the appliance changes.
 package sysctl
 
@@ -76,7 +76,7 @@ func (s Settings) Validate() error {
 	if s.ConntrackMax < 0 {
 		return fmt.Errorf("conntrack max %d: must be >= 0 (0 keeps the kernel's value)", s.ConntrackMax)
 	}
-	for _, k := range Keys {
+	for _, k := range keys {
 		if k.timeout == nil {
 			continue
 		}
