@@ -80,9 +80,10 @@ func TestExecCheckTimeoutKillsProcessGroup(t *testing.T) {
 	check := script(t, dir, "hang.sh", `sleep 3600 &
 echo $! > "`+pidFile+`"
 wait`)
-	res := checkOnce(t, backend, Spec{Type: TypeExec, Command: []string{check}, Timeout: 300 * time.Millisecond})
-	if res.OK || res.Reason != "timeout after 300ms" {
-		t.Fatalf("check = %+v, want failed with \"timeout after 300ms\"", res)
+	// Long enough for a loaded machine to start sh and its child.
+	res := checkOnce(t, backend, Spec{Type: TypeExec, Command: []string{check}, Timeout: 1500 * time.Millisecond})
+	if res.OK || res.Reason != "timeout after 1.5s" {
+		t.Fatalf("check = %+v, want failed with \"timeout after 1.5s\"", res)
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // drainGrace bounds how long a tcp check waits, after its FIN, for the
 // server to close its side. Servers close at once on EOF; this only caps a
 // server that does not, and it does not make the check fail.
-const drainGrace = 200 * time.Millisecond
+const drainGrace = time.Second
 
 // tcpChecker passes when a TCP connection is established.
 type tcpChecker struct {
