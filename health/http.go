@@ -66,10 +66,10 @@ func (c httpChecker) check(ctx context.Context) (string, error) {
 	// measures a real connect to the server, and no proxy from the
 	// environment sits between lbd and its backends (Proxy is nil).
 	tr := &http.Transport{
-		DisableKeepAlives:  true,
-		TLSClientConfig:    c.tlsConfig,
-		DisableCompression: true,
-		ForceAttemptHTTP2:  false,
+		DisableKeepAlives:      true,
+		TLSClientConfig:        c.tlsConfig,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxBody, // a health answer has small headers
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{

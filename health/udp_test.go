@@ -40,7 +40,12 @@ func udpResponder(t *testing.T, network, laddr string, reply func([]byte) []byte
 // draw an ICMP port unreachable.
 func closedUDPPort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	return closedUDPPortOn(t, "127.0.0.1:0")
+}
+
+func closedUDPPortOn(t *testing.T, laddr string) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", laddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +78,8 @@ func TestUDPCheck(t *testing.T) {
 			false, "timeout after 200ms"},
 		// ICMP port unreachable: down at once, not after the (long) timeout.
 		{"closed port refused", closedUDPPort(t), Spec{Type: TypeUDP, Payload: []byte("ping"), Timeout: time.Hour},
+			false, "connection refused"},
+		{"closed ipv6 port refused", closedUDPPortOn(t, "[::1]:0"), Spec{Type: TypeUDP, Payload: []byte("ping"), Timeout: time.Hour},
 			false, "connection refused"},
 	}
 	for _, tt := range tests {
