@@ -30,8 +30,9 @@ const (
 )
 
 // DefaultExpectStatus is what an http(s) check accepts when ExpectStatus is
-// empty: any success or redirect, as keepalived and HAProxy do.
-var DefaultExpectStatus = []StatusRange{{Min: 200, Max: 399}}
+// empty: any success or redirect, as keepalived and HAProxy do. A function,
+// not a variable, so no caller can change the default for everyone.
+func DefaultExpectStatus() []StatusRange { return []StatusRange{{Min: 200, Max: 399}} }
 
 // StatusRange is an inclusive range of HTTP status codes; a single code is
 // a range with Min == Max.
@@ -98,7 +99,7 @@ func (s Spec) Normalize() Spec {
 			s.Path = DefaultPath
 		}
 		if len(s.ExpectStatus) == 0 {
-			s.ExpectStatus = append([]StatusRange(nil), DefaultExpectStatus...)
+			s.ExpectStatus = DefaultExpectStatus()
 		}
 	}
 	return s
