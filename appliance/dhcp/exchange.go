@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"lbd/appliance/netif"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"golang.org/x/sys/unix"
 )
 
 // Each exchange opens its own socket inside the namespace and closes it
@@ -48,7 +50,11 @@ func (c *Client) rawClient() (*nclient4.Client, error) {
 }
 
 // unicastClient talks from the leased address to the server (T1 renew and
-// release), through an ordinary UDP socket.
+// release), through an ordinary UDP socket. The socket listens on
+// 0.0.0.0:68 bound to the NIC, not on the leased address: a server sends its
+// NAK to the broadcast address, and a NAK missed is a renewal that hangs
+// until T2. Replies to the server leave from the leased address, the
+// primary address of the server's subnet.
 func (c *Client) unicastClient(l Lease) (*nclient4.Client, error) {
 	var conn net.PacketConn
 	var hw net.HardwareAddr
@@ -58,11 +64,24 @@ func (c *Client) unicastClient(l Lease) (*nclient4.Client, error) {
 			return err
 		}
 		hw = ifc.HardwareAddr
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: l.Address.Addr().AsSlice(), Port: nclient4.ClientPort})
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				if serr == nil {
+					serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, c.cfg.Interface)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}}
+		conn, err = lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", nclient4.ClientPort))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("udp socket on %s: %w", l.Address.Addr(), err)
+		return nil, fmt.Errorf("udp socket on %s: %w", c.cfg.Interface, err)
 	}
 	server := &net.UDPAddr{IP: l.Server.AsSlice(), Port: nclient4.ServerPort}
 	cl, err := nclient4.NewWithConn(conn, hw, nclient4.WithServerAddr(server),
