@@ -1,6 +1,7 @@
 package dhcp_test
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -222,4 +223,72 @@ func TestAddressChange(t *testing.T) {
 	}
 	t.Logf("new lease %s, stats %+v, events %v", got, st, ev.get())
 	netiftest.Reachable(t, l.cl, l.sv, netip.MustParseAddr("198.51.100.1"))
+}
+
+// TestRebind: when the server cannot be reached by unicast, renewals fail
+// and at T2 the client rebinds by broadcast and keeps its address.
+func TestRebind(t *testing.T) {
+	l := newDHCPLab(t, "rb")
+	srv := startDnsmasq(t, l.sv, l.dir, "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m",
+		"--dhcp-option=option:T1,2s", "--dhcp-option=option:T2,5s")
+	c := l.client(t, &events{})
+	t.Cleanup(func() { c.Stop() })
+	first := waitLease(t, c, "a lease", func(dhcp.Lease) bool { return true })
+
+	// Unicast to the server now goes to a next hop that never answers
+	// ARP; the raw broadcast of a rebind does not consult routes.
+	l.cl.Run(t, "ip", "route", "add", "198.51.100.1/32", "via", "198.51.100.99", "dev", "eth0")
+	renewedBefore := c.Stats().Renewed
+	waitFor(t, 60*time.Second, "a rebind", func() bool { return c.Stats().Rebound >= 1 })
+	st := c.Stats()
+	now, _ := c.Lease()
+	if now.Address != first.Address || st.Changed != 0 || st.Renewed != renewedBefore {
+		t.Errorf("after rebind: lease %s (was %s), stats %+v", now, first, st)
+	}
+	if !now.Expiry.After(first.Expiry) {
+		t.Errorf("rebind did not extend the lease: %s -> %s", first.Expiry, now.Expiry)
+	}
+	if n := srv.count("DHCPACK(p0) " + first.Address.Addr().String()); n < 2 {
+		t.Errorf("dnsmasq ACKed %d times, want the first lease and the rebind", n)
+	}
+}
+
+// TestRestartAsksForPreviousAddress: a new client (after a restart) reads
+// the lease file and asks for the address it had, and gets it even though
+// the server would give its MAC another one.
+func TestRestartAsksForPreviousAddress(t *testing.T) {
+	l := newDHCPLab(t, "rs")
+	startDnsmasq(t, l.sv, l.dir, "--dhcp-range=198.51.100.50,198.51.100.59,255.255.255.0,2m")
+	c := l.client(t, &events{})
+	old := waitLease(t, c, "a lease", func(dhcp.Lease) bool { return true })
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Find a MAC that the server, asked nothing, gives another address.
+	var fresh dhcp.Lease
+	for i := 2; ; i++ {
+		if i > 20 {
+			t.Fatal("no MAC found that dnsmasq maps to another address")
+		}
+		l.cl.Run(t, "ip", "link", "set", "eth0", "address", fmt.Sprintf("02:00:00:00:0d:%02x", i))
+		probe, err := dhcp.New(dhcp.Config{Interface: "eth0", NetnsPath: l.cl.Path, Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe.Start()
+		fresh = waitLease(t, probe, "a probe lease", func(dhcp.Lease) bool { return true })
+		probe.Stop()
+		if fresh.Address != old.Address {
+			break
+		}
+	}
+
+	// The restarted client has the lease file of the first one.
+	c2 := l.client(t, &events{})
+	t.Cleanup(func() { c2.Stop() })
+	got := waitLease(t, c2, "a lease", func(dhcp.Lease) bool { return true })
+	if got.Address != old.Address {
+		t.Errorf("restarted client got %s, want its previous %s (the server's own pick was %s)", got.Address, old.Address, fresh.Address)
+	}
 }

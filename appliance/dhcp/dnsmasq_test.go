@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +39,7 @@ type dnsmasq struct {
 }
 
 // startDnsmasq runs dnsmasq (DHCP only, DNS off) on p0 of ns, with T1 of
-// 3 s so renewals come quickly (dnsmasq's minimum lease is 2 minutes). The
+// 3 s (unless extra sets T1) so renewals come quickly (dnsmasq's minimum lease is 2 minutes). The
 // lease file lives in dir, so a restarted server remembers its leases. The
 // process is killed in cleanup.
 func startDnsmasq(t *testing.T, ns *netiftest.Netns, dir string, extra ...string) *dnsmasq {
@@ -54,8 +55,9 @@ func startDnsmasq(t *testing.T, ns *netiftest.Netns, dir string, extra ...string
 		"--pid-file=" + filepath.Join(dir, "dnsmasq.pid"),
 		"--dhcp-option=option:router,198.51.100.1",
 		"--dhcp-option=option:dns-server,198.51.100.53",
-		"--dhcp-option=option:T1,3s",
-		"--dhcp-option=option:T2,100s",
+	}
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--dhcp-option=option:T1") }) {
+		args = append(args, "--dhcp-option=option:T1,3s", "--dhcp-option=option:T2,100s")
 	}
 	args = append(args, extra...)
 	d := &dnsmasq{log: &syncBuffer{}}
