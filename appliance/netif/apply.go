@@ -26,8 +26,10 @@ func (m *Manager) Apply(specs []Spec) ([]Change, error) {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
 	prev := map[string]int{}
+	devices := map[int]string{}
 	for _, a := range m.applied {
 		prev[a.spec.Name] = a.index
+		devices[a.index] = a.device
 	}
 	nics, err := matchAll(nicInfos(links), specs, prev)
 	if err != nil {
@@ -39,7 +41,11 @@ func (m *Manager) Apply(specs []Spec) ([]Change, error) {
 	keep := map[int]bool{}
 	for i, s := range specs {
 		keep[nics[i].Index] = true
-		applied = append(applied, appliedNIC{spec: s, index: nics[i].Index})
+		dev := devices[nics[i].Index]
+		if dev == "" {
+			dev = nics[i].Name
+		}
+		applied = append(applied, appliedNIC{spec: s, index: nics[i].Index, device: dev})
 	}
 	defer func() {
 		if err := m.own.save(m.opts.StatePath); err != nil {

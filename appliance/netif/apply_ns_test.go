@@ -150,6 +150,9 @@ func TestApplyStatic(t *testing.T) {
 	if changes, err := m2.Apply([]netif.Spec{wanSpec()}); err != nil || len(changes) != 0 {
 		t.Errorf("apply from a new Manager: err %v, changes (want none):\n%s", err, changesString(changes))
 	}
+	if st := m.Status(); len(st) != 1 || st[0].Device != "eth7" {
+		t.Errorf("status device = %+v, want the pre-rename name eth7", st)
+	}
 	st := m2.Status()
 	if len(st) != 1 || st[0].Name != "wan" || st[0].MAC != lbMAC || !st[0].AdminUp || !st[0].LinkUp ||
 		!slices.Contains(st[0].Addresses, netip.MustParsePrefix("198.51.100.2/24")) {

@@ -45,6 +45,9 @@ type Manager struct {
 type appliedNIC struct {
 	spec  Spec
 	index int
+	// device is the kernel name the NIC had when lbd first matched it
+	// (before the rename), for the status page.
+	device string
 }
 
 // New opens a netlink handle in the namespace named by opts and loads the

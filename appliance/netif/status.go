@@ -8,7 +8,7 @@ import (
 // NICStatus is one managed NIC as the status page shows it.
 type NICStatus struct {
 	Name   string
-	Device string // the device name or MAC the config matched on
+	Device string // kernel name of the NIC before lbd renamed it (as first seen by this process)
 	MAC    string
 	MTU    int
 	// AdminUp is the link's administrative state; LinkUp adds carrier
@@ -27,7 +27,7 @@ func (m *Manager) Status() []NICStatus {
 	defer m.mu.Unlock()
 	out := make([]NICStatus, 0, len(m.applied))
 	for _, a := range m.applied {
-		st := NICStatus{Name: a.spec.Name, Device: a.spec.Device, DHCP: a.spec.DHCP}
+		st := NICStatus{Name: a.spec.Name, Device: a.device, DHCP: a.spec.DHCP}
 		link, err := m.h.LinkByIndex(a.index)
 		if err != nil {
 			st.Err = err.Error()
@@ -40,9 +40,6 @@ func (m *Manager) Status() []NICStatus {
 		st.MTU = attrs.MTU
 		st.AdminUp = attrs.Flags&net.FlagUp != 0
 		st.LinkUp = attrs.Flags&net.FlagRunning != 0
-		if st.Device == "" {
-			st.Device = a.spec.MAC
-		}
 		addrs, err := m.linkPrefixes(link)
 		if err != nil {
 			st.Err = err.Error()
