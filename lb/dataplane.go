@@ -74,7 +74,9 @@ type Dataplane struct {
 	table   *nftables.Table
 	sets    *tableSets
 	synced  bool
-	cache   map[string]*Service
+	// dnatChains are the shared DNAT chains written since the last cold sync.
+	dnatChains map[string]bool
+	cache      map[string]*Service
 }
 
 // New returns a Dataplane for the current network namespace.
@@ -86,9 +88,10 @@ func New() *Dataplane { return NewInNetNS(-1) }
 func NewInNetNS(nsFD int) *Dataplane {
 	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 	return &Dataplane{
-		table: t,
-		sets:  newTableSets(t),
-		cache: map[string]*Service{},
+		table:      t,
+		sets:       newTableSets(t),
+		cache:      map[string]*Service{},
+		dnatChains: map[string]bool{},
 		newConn: func() (*nftables.Conn, error) {
 			opts := []nftables.ConnOption{nftables.WithSockOptions(bigBuffers)}
 			if nsFD >= 0 {
@@ -234,6 +237,7 @@ func (d *Dataplane) kernelChains(c *nftables.Conn) (map[string]bool, error) {
 
 func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, st *ApplyStats) {
 	*st = ApplyStats{Cold: true}
+	d.dnatChains = map[string]bool{}
 	c.AddTable(d.table)
 	for _, s := range d.sets.all() {
 		_ = c.AddSet(s, nil)
@@ -285,7 +289,22 @@ func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
 	addProtectionBase(c, d.table, d.sets)
 }
 
+// ensureDNATChain adds the shared DNAT chain a service jumps to. Adding an
+// existing chain is a no-op, so its rule is only written with the chain.
+func (d *Dataplane) ensureDNATChain(c *nftables.Conn, s *Service) {
+	name := dnatChainName(s.Is6(), s.Persistence)
+	if d.dnatChains[name] {
+		return
+	}
+	ch := &nftables.Chain{Name: name, Table: d.table}
+	c.AddChain(ch)
+	c.FlushChain(ch)
+	c.AddRule(dnatChainRule(d.table, ch, s.Is6(), s.Persistence, d.sets))
+	d.dnatChains[name] = true
+}
+
 func (d *Dataplane) addServiceObjects(c *nftables.Conn, s *Service) {
+	d.ensureDNATChain(c, s)
 	c.AddChain(d.chain(s.Name))
 	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
 		c.AddObj(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
@@ -341,6 +360,18 @@ func (d *Dataplane) delElements(c *nftables.Conn, dels map[*nftables.Set][]nftab
 	return n
 }
 
+func slotsEqual(a, b []netip.AddrPort) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // rulesEqual reports whether two desired services produce the same rules.
 func rulesEqual(a, b *Service) bool {
 	x, y := *a, *b
@@ -375,7 +406,11 @@ func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
 			}
 			continue
 		}
-		if !rulesEqual(old, s) {
+		sameRules := rulesEqual(old, s)
+		if sameRules && slotsEqual(old.Slots, s.Slots) {
+			continue
+		}
+		if !sameRules {
 			rewired = append(rewired, s)
 		}
 		diffElements(d.elements(old), d.elements(s), adds, dels)
@@ -396,6 +431,7 @@ func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
 		}
 	}
 	for _, s := range rewired {
+		d.ensureDNATChain(c, s)
 		addProtectionObjects(c, d.table, s)
 		ch := d.chain(s.Name)
 		c.FlushChain(ch)

@@ -2,7 +2,9 @@ package lb
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -143,9 +145,9 @@ func emptyCounter(svc string) string { return "empty_" + svc }
 func serviceRules(t *nftables.Table, c *nftables.Chain, s *Service, maps *tableSets) []*nftables.Rule {
 	is6 := s.Is6()
 	r := regsFor(is6)
-	slotsMap, persistMap := maps.slots4, maps.persist4
+	persistMap := maps.persist4
 	if is6 {
-		slotsMap, persistMap = maps.slots6, maps.persist6
+		persistMap = maps.persist6
 	}
 	var rules []*nftables.Rule
 	add := func(e ...expr.Any) { rules = append(rules, &nftables.Rule{Table: t, Chain: c, Exprs: e}) }
@@ -167,25 +169,58 @@ func serviceRules(t *nftables.Table, c *nftables.Chain, s *Service, maps *tableS
 		add(append(e, dnat(is6))...)
 	}
 
-	e := loadEndpoint(is6)
-	e = append(e, slotExprs(s)...)
-	e = append(e, &expr.Lookup{SourceRegister: r.daddr, DestRegister: r.data, IsDestRegSet: true, SetName: slotsMap.Name, SetID: slotsMap.ID})
-	if s.Persistence > 0 {
-		e = append(e, loadSaddr(is6, r.slot),
-			&expr.Dynset{SrcRegKey: r.daddr, SrcRegData: r.data, SetName: persistMap.Name, SetID: persistMap.ID,
-				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: s.Persistence})
-	}
-	e = append(e, counterRef(flowsCounter(s.Name)))
+	// The slot lookup and DNAT live in one shared chain per family (and
+	// persistence time). The kernel re-checks every element added to a
+	// map against every rule bound to it, so one lookup rule per service
+	// would make large applies quadratic. Registers do not survive a jump,
+	// so the slot travels in the packet mark, which the shared chain clears
+	// again. A miss (no usable backend) returns here.
+	e := slotExprs(s)
+	e = append(e, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: r.slot},
+		counterRef(flowsCounter(s.Name)))
 	if s.SNAT {
 		e = append(e, setSNATMark()...)
 	}
-	add(append(e, dnat(is6))...)
+	add(append(e, &expr.Verdict{Kind: expr.VerdictJump, Chain: dnatChainName(is6, s.Persistence)})...)
 
 	// Reached only when no slot is filled: refuse loudly rather than let
 	// the packet fall through to a blackhole.
 	final := []expr.Any{counterRef(emptyCounter(s.Name))}
 	add(append(final, refuse(s.Proto, s.OnEmpty == "drop")...)...)
 	return rules
+}
+
+// dnatChainName names the shared chain that looks the slot up and DNATs;
+// services with persistence also record the client there, with their time.
+func dnatChainName(is6 bool, persist time.Duration) string {
+	n := "dnat4"
+	if is6 {
+		n = "dnat6"
+	}
+	if persist > 0 {
+		n = fmt.Sprintf("%s_persist_%dms", n, persist.Milliseconds())
+	}
+	return n
+}
+
+// dnatChainRule is the one rule of a shared DNAT chain.
+func dnatChainRule(t *nftables.Table, c *nftables.Chain, is6 bool, persist time.Duration, maps *tableSets) *nftables.Rule {
+	r := regsFor(is6)
+	slotsMap, persistMap := maps.slots4, maps.persist4
+	if is6 {
+		slotsMap, persistMap = maps.slots6, maps.persist6
+	}
+	e := loadEndpoint(is6)
+	e = append(e, &expr.Meta{Key: expr.MetaKeyMARK, Register: r.slot},
+		&expr.Lookup{SourceRegister: r.daddr, DestRegister: r.data, IsDestRegSet: true, SetName: slotsMap.Name, SetID: slotsMap.ID})
+	if persist > 0 {
+		e = append(e, loadSaddr(is6, r.slot),
+			&expr.Dynset{SrcRegKey: r.daddr, SrcRegData: r.data, SetName: persistMap.Name, SetID: persistMap.ID,
+				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: persist})
+	}
+	e = append(e, &expr.Immediate{Register: r.slot, Data: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: r.slot})
+	return &nftables.Rule{Table: t, Chain: c, Exprs: append(e, dnat(is6))}
 }
 
 // refuse answers a refused new flow: TCP reset or ICMP port unreachable, or
