@@ -318,10 +318,7 @@ func (d *Daemon) onTransition(tr health.Transition) {
 	if cfg == nil {
 		return
 	}
-	for _, svc := range tr.Services {
-		d.log.Info("backend state changed", "service", svc, "backend", tr.Addr.String(),
-			"from", string(tr.From), "to", string(tr.To), "reason", tr.Reason)
-	}
+	// The monitor has logged the transition with its reason, per service.
 	d.replan(cfg, tr.Services, tr.To == health.StateDown, tr.Addr)
 }
 
