@@ -95,7 +95,8 @@ lab_qemu_start() {
 		-machine q35 -accel "$accel" -m "${QEMU_MEM:-1024}" -smp "${QEMU_SMP:-2}"
 		-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
 		-drive "if=pflash,format=raw,unit=1,file=$LAB_DIR/OVMF_VARS.fd"
-		-drive "if=virtio,format=raw,file=$img"
+		-drive "if=none,id=disk,format=raw,file=$img"
+		-device virtio-blk-pci,drive=disk,bootindex=0
 		-netdev tap,id=wan,ifname=lbdt-tw,script=no,downscript=no
 		-device "virtio-net-pci,netdev=wan,mac=$LAB_WAN_MAC"
 		-netdev tap,id=lan,ifname=lbdt-tl,script=no,downscript=no
@@ -105,10 +106,10 @@ lab_qemu_start() {
 	)
 	lab_log "qemu ($accel) $img"
 	if [ "$serial" = stdio ]; then
-		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio $QEMU_EXTRA
+		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio ${QEMU_EXTRA:-}
 	else
 		: >"$serial"
-		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial "file:$serial" $QEMU_EXTRA \
+		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial "file:$serial" ${QEMU_EXTRA:-} \
 			</dev/null >"$LAB_DIR/qemu.log" 2>&1 &
 		LAB_QEMU_PID=$!
 	fi
