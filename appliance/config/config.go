@@ -15,6 +15,7 @@ const DefaultPath = "/config/lb.toml"
 type Config struct {
 	Appliance  Appliance   `toml:"appliance"`
 	Conntrack  Conntrack   `toml:"conntrack"`
+	Kernel     Kernel      `toml:"kernel"`
 	Firewall   Firewall    `toml:"firewall"`
 	Interfaces []Interface `toml:"interface"`
 	Services   []Service   `toml:"service"`
@@ -37,8 +38,18 @@ type Conntrack struct {
 	Max                   int      `toml:"max"`
 	TCPEstablishedTimeout Duration `toml:"tcp_established_timeout"`
 	TCPTimeWaitTimeout    Duration `toml:"tcp_time_wait_timeout"`
+	TCPCloseWaitTimeout   Duration `toml:"tcp_close_wait_timeout"`
+	TCPFinWaitTimeout     Duration `toml:"tcp_fin_wait_timeout"`
 	UDPTimeout            Duration `toml:"udp_timeout"`
 	UDPStreamTimeout      Duration `toml:"udp_stream_timeout"`
+}
+
+// Kernel holds the other kernel settings lbd owns; unset keys keep lbd's
+// defaults (see README).
+type Kernel struct {
+	RPFilter       *int  `toml:"rp_filter"`       // 0 off, 1 strict, 2 loose (default 2)
+	TCPSyncookies  *int  `toml:"tcp_syncookies"`  // 0, 1 (default), 2
+	IPv6Forwarding *bool `toml:"ipv6_forwarding"` // default true
 }
 
 // Firewall is the appliance's own packet filter (in table lbd).

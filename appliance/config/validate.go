@@ -77,6 +77,12 @@ func oneOf(s string, allowed []string) bool {
 func (v *validator) config(c *Config) {
 	v.appliance(&c.Appliance)
 	v.conntrack(&c.Conntrack)
+	if r := c.Kernel.RPFilter; r != nil && (*r < 0 || *r > 2) {
+		v.errorf("kernel.rp_filter", "%d out of range; expected 0 (off), 1 (strict) or 2 (loose)", *r)
+	}
+	if r := c.Kernel.TCPSyncookies; r != nil && (*r < 0 || *r > 2) {
+		v.errorf("kernel.tcp_syncookies", "%d out of range; expected 0, 1 or 2", *r)
+	}
 	ifaces := map[string]bool{}
 	for i := range c.Interfaces {
 		p := fmt.Sprintf("interface[%d]", i)

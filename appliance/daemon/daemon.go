@@ -19,7 +19,9 @@ import (
 
 	"lbd/appliance/config"
 	"lbd/appliance/control"
+	"lbd/appliance/host"
 	"lbd/appliance/status"
+	"lbd/appliance/sysctl"
 	"lbd/health"
 	"lbd/lb"
 )
@@ -55,7 +57,10 @@ type Daemon struct {
 	log     *slog.Logger
 	dp      *lb.Dataplane
 	monitor *health.Monitor
+	host    *host.Host
+	web     *statusServer
 	started time.Time
+	beat    atomicTime // main loop heartbeat, for the systemd watchdog
 
 	mu        sync.Mutex // guards everything below
 	cfg       *config.Config
@@ -84,6 +89,9 @@ func New(opts Options) *Daemon {
 	d := &Daemon{opts: opts, log: opts.Logger, dp: lb.New(), started: time.Now(),
 		planned: map[string]lb.Service{}, throttles: map[string]config.Rate{}, upSince: map[string]time.Time{}}
 	d.monitor = health.NewMonitor(d.onTransition, opts.Logger)
+	d.host = host.New(d.stateDir(nil), opts.Logger)
+	d.web = newStatusServer(d.Snapshot, opts.Logger)
+	d.beat.Store(time.Now())
 	return d
 }
 
@@ -121,6 +129,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Info("stopping; the data plane stays in place", "signal", s.String())
 			return d.stop()
 		case <-ramp.C:
+			d.beat.Store(time.Now())
 			d.slowStartTick()
 		}
 	}
@@ -129,6 +138,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) stop() error {
 	d.opts.Notify.Stopping()
 	d.monitor.Close()
+	d.web.stop()
+	d.host.Close()
+	return nil
+}
+
+// Healthy is the watchdog's question: is the main loop still turning?
+func (d *Daemon) Healthy() error {
+	if age := time.Since(d.beat.Load()); age > 10*time.Second {
+		return fmt.Errorf("main loop stalled for %s", age.Round(time.Second))
+	}
 	return nil
 }
 
@@ -214,6 +233,13 @@ func errorLines(err error) []string {
 // apply programs cfg: health targets first (so new backends have a state),
 // then the data plane in one transaction. On failure nothing changes.
 func (d *Daemon) apply(cfg *config.Config) error {
+	// NICs and VIP addresses first, so the services have somewhere to live.
+	if err := d.host.Apply(cfg); err != nil {
+		return err
+	}
+	if err := d.web.listen(cfg.Appliance.StatusListen); err != nil {
+		return fmt.Errorf("appliance.status_listen: %w", err)
+	}
 	targets := healthTargets(cfg)
 	if err := d.monitor.Set(targets); err != nil {
 		return fmt.Errorf("health checks: %w", err)
@@ -501,6 +527,13 @@ func (d *Daemon) Snapshot() status.Snapshot {
 		snap.Config.LastError = snap.Config.LastErrors[0]
 	}
 	snap.Hostname, _ = os.Hostname()
+	snap.NICs = d.host.Status()
+	if n, m, err := sysctl.ConntrackUsage(); err == nil {
+		snap.Conntrack = status.Conntrack{Count: n, Max: m}
+		if sysctl.ConntrackHigh(n, m) {
+			snap.Warnings = append(snap.Warnings, fmt.Sprintf("conntrack table %d of %d entries (over %d%%): raise [conntrack] max", n, m, sysctl.ConntrackWarnPercent))
+		}
+	}
 	if cfg == nil {
 		snap.Services = []status.Service{}
 		return snap

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"lbd/appliance/config"
 	"lbd/appliance/control"
 	"lbd/appliance/daemon"
+	"lbd/appliance/httpstatus"
+	"lbd/appliance/notify"
 	"lbd/appliance/status"
 )
 
@@ -93,7 +94,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
 	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log)})
-	if err := d.Run(context.Background()); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if err := notify.Watchdog(ctx, d.Healthy, func(err error) { log.Warn("watchdog", "err", err) }); err != nil {
+			log.Warn("watchdog", "err", err)
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
 		log.Error("lbd run failed", "err", err)
 		return 1
 	}
@@ -177,9 +185,11 @@ func cmdStatus(socket string, asJSON bool, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(snap)
+		// The same bytes as /status.json.
+		if err := httpstatus.EncodeJSON(stdout, snap); err != nil {
+			fmt.Fprintln(stderr, "lbd status:", err)
+			return 1
+		}
 		return 0
 	}
 	printStatus(stdout, snap)
