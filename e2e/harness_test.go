@@ -69,6 +69,8 @@ type env struct {
 	lbd     *exec.Cmd
 	logf    *os.File
 	labsrv  string
+	// extraEnv is added to lbd's environment (after NOTIFY_SOCKET= is cleared).
+	extraEnv []string
 }
 
 // newEnv builds a lab with n backends (servers started) and clients.
@@ -120,6 +122,7 @@ func (e *env) startLBD() {
 	}
 	cmd := e.lab.Command("lb", bin, "run", "--config", e.cfgPath, "--socket", e.socket)
 	cmd.Env = append(os.Environ(), "LBD_STATE_DIR="+filepath.Join(e.dir, "state"), "NOTIFY_SOCKET=")
+	cmd.Env = append(cmd.Env, e.extraEnv...)
 	cmd.Stdout, cmd.Stderr = e.logf, e.logf
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
