@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"lbd/health"
 )
 
 // Limits users may rely on.
@@ -411,6 +413,11 @@ func (v *validator) health(h *Health, p string) {
 	}
 	if (h.Path != "" || h.Host != "" || len(h.ExpectStatus) > 0 || h.ExpectBody != "") && h.Type != "http" && h.Type != "https" {
 		v.errorf(p+".type", "path/host/expect_status/expect_body need type = \"http\" or \"https\", not %q", h.Type)
+	}
+	if h.Payload != "" {
+		if _, err := health.ParsePayload(h.Payload); err != nil {
+			v.errorf(p+".payload", "%v", err)
+		}
 	}
 	if (h.Payload != "" || h.Expect != "") && h.Type != "udp" {
 		v.errorf(p+".type", "payload/expect need type = \"udp\", not %q", h.Type)
