@@ -32,7 +32,6 @@ type tableSets struct {
 	svc4, svc6         *nftables.Set // daddr . l4proto . dport : jump svc_<name>
 	slots4, slots6     *nftables.Set // daddr . l4proto . dport . slot : addr . port
 	persist4, persist6 *nftables.Set // daddr . l4proto . dport . saddr : addr . port, timeout
-	extra              []*nftables.Set
 }
 
 func newTableSets(t *nftables.Table) *tableSets {
@@ -52,12 +51,11 @@ func newTableSets(t *nftables.Table) *tableSets {
 		persist4: &nftables.Set{Table: t, Name: "persist4", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep4, nftables.TypeIPAddr)...), DataType: be4},
 		persist6: &nftables.Set{Table: t, Name: "persist6", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep6, nftables.TypeIP6Addr)...), DataType: be6},
 	}
-	s.extra = protectionSets(t)
 	return s
 }
 
 func (s *tableSets) all() []*nftables.Set {
-	return append([]*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6, s.persist4, s.persist6}, s.extra...)
+	return []*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6, s.persist4, s.persist6}
 }
 
 // static are the maps lbd rewrites wholesale on a cold sync; the dynamic
@@ -77,6 +75,8 @@ type Dataplane struct {
 	// dnatChains are the shared DNAT chains written since the last cold sync.
 	dnatChains map[string]bool
 	cache      map[string]*Service
+	// fw is the firewall last applied (zero: none).
+	fw Firewall
 }
 
 // New returns a Dataplane for the current network namespace.
@@ -148,23 +148,38 @@ func (s ApplyStats) String() string {
 // touched; persistence entries survive). Later calls send only the
 // difference. Either the whole transaction applies or nothing does.
 func (d *Dataplane) Apply(services []Service) (ApplyStats, error) {
+	return d.apply(services, nil)
+}
+
+// ApplyState is Apply that also makes the appliance's firewall (chains
+// input and forward of table lbd) match fw, in the same transaction. Apply
+// alone keeps the firewall last applied.
+func (d *Dataplane) ApplyState(services []Service, fw Firewall) (ApplyStats, error) {
+	return d.apply(services, &fw)
+}
+
+func (d *Dataplane) apply(services []Service, fw *Firewall) (ApplyStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	wantFW := d.fw
+	if fw != nil {
+		wantFW = fw.normalized()
+	}
 	want := make(map[string]*Service, len(services))
 	for i := range services {
 		s := services[i]
 		want[s.Name] = &s
 	}
 	if !d.synced {
-		st, err := d.coldSync(want)
+		st, err := d.coldSync(want, wantFW)
 		if err != nil {
 			return st, err
 		}
 		d.synced = true
-		d.cache = want
+		d.cache, d.fw = want, wantFW
 		return st, nil
 	}
-	st, err := d.diffSync(want)
+	st, err := d.diffSync(want, wantFW)
 	if err != nil {
 		// The kernel refused the transaction, so it holds what it held
 		// before; but if our cache is the thing that is wrong, the next
@@ -172,7 +187,7 @@ func (d *Dataplane) Apply(services []Service) (ApplyStats, error) {
 		d.synced = false
 		return st, err
 	}
-	d.cache = want
+	d.cache, d.fw = want, wantFW
 	return st, nil
 }
 
@@ -191,7 +206,7 @@ func (d *Dataplane) baseChains() (pre, out, post *nftables.Chain) {
 	return
 }
 
-func (d *Dataplane) coldSync(want map[string]*Service) (ApplyStats, error) {
+func (d *Dataplane) coldSync(want map[string]*Service, fw Firewall) (ApplyStats, error) {
 	st := ApplyStats{Cold: true}
 	c, err := d.newConn()
 	if err != nil {
@@ -201,7 +216,7 @@ func (d *Dataplane) coldSync(want map[string]*Service) (ApplyStats, error) {
 	if err != nil {
 		return st, err
 	}
-	d.buildCold(c, want, existing, &st)
+	d.buildCold(c, want, existing, fw, &st)
 	if err := c.Flush(); err != nil {
 		// An incompatible table left by another version: start clean.
 		if len(existing) == 0 {
@@ -212,7 +227,7 @@ func (d *Dataplane) coldSync(want map[string]*Service) (ApplyStats, error) {
 			return st, fmt.Errorf("netlink: %w", err2)
 		}
 		c2.DelTable(d.table)
-		d.buildCold(c2, want, nil, &st)
+		d.buildCold(c2, want, nil, fw, &st)
 		if err2 := c2.Flush(); err2 != nil {
 			return st, fmt.Errorf("apply ruleset: %w (after rebuilding table %s: %v)", err, TableName, err2)
 		}
@@ -235,7 +250,7 @@ func (d *Dataplane) kernelChains(c *nftables.Conn) (map[string]bool, error) {
 	return out, nil
 }
 
-func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, st *ApplyStats) {
+func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, fw Firewall, st *ApplyStats) {
 	*st = ApplyStats{Cold: true}
 	d.dnatChains = map[string]bool{}
 	c.AddTable(d.table)
@@ -260,12 +275,14 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 		d.addServiceObjects(c, s)
 		ch := d.chain(s.Name)
 		c.FlushChain(ch)
-		for _, r := range serviceRules(d.table, ch, s, d.sets) {
-			c.AddRule(r)
-		}
+		d.addServiceRules(c, ch, s)
 		st.ServicesAdded++
 	}
+	if len(existing) > 0 {
+		d.pruneProtection(c, want)
+	}
 	d.addBaseChains(c, existing)
+	d.writeFirewall(c, fw, existing)
 	adds := map[*nftables.Set][]nftables.SetElement{}
 	for _, s := range want {
 		for set, els := range d.elements(s) {
@@ -286,7 +303,6 @@ func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
 	c.AddChain(post)
 	c.FlushChain(post)
 	c.AddRule(snatRule(d.table, post))
-	addProtectionBase(c, d.table, d.sets)
 }
 
 // ensureDNATChain adds the shared DNAT chain a service jumps to. Adding an
@@ -319,7 +335,7 @@ func (d *Dataplane) delServiceObjects(c *nftables.Conn, s *Service) {
 	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
 		c.DeleteObject(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
-	delProtectionObjects(c, d.table, s)
+	delProtectionObjects(c, d.table, s, nil)
 }
 
 // elements returns every set element a service owns, by set.
@@ -379,7 +395,7 @@ func rulesEqual(a, b *Service) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
+func (d *Dataplane) diffSync(want map[string]*Service, fw Firewall) (ApplyStats, error) {
 	var st ApplyStats
 	c, err := d.newConn()
 	if err != nil {
@@ -415,7 +431,8 @@ func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
 		}
 		diffElements(d.elements(old), d.elements(s), adds, dels)
 	}
-	if len(removed)+len(added)+len(rewired)+len(adds)+len(dels) == 0 {
+	fwChanged := !reflect.DeepEqual(fw, d.fw)
+	if len(removed)+len(added)+len(rewired)+len(adds)+len(dels) == 0 && !fwChanged {
 		return st, nil
 	}
 	// Order inside the transaction: drop elements first (they may point at
@@ -426,18 +443,18 @@ func (d *Dataplane) diffSync(want map[string]*Service) (ApplyStats, error) {
 	}
 	for _, s := range added {
 		d.addServiceObjects(c, s)
-		for _, r := range serviceRules(d.table, d.chain(s.Name), s, d.sets) {
-			c.AddRule(r)
-		}
+		d.addServiceRules(c, d.chain(s.Name), s)
 	}
 	for _, s := range rewired {
 		d.ensureDNATChain(c, s)
 		addProtectionObjects(c, d.table, s)
 		ch := d.chain(s.Name)
 		c.FlushChain(ch)
-		for _, r := range serviceRules(d.table, ch, s, d.sets) {
-			c.AddRule(r)
-		}
+		d.addServiceRules(c, ch, s)
+		delProtectionObjects(c, d.table, d.cache[s.Name], s)
+	}
+	if fwChanged {
+		d.writeFirewall(c, fw, map[string]bool{fwInputChain: d.fw.Enabled, fwForwardChain: d.fw.Enabled})
 	}
 	st.ElementsAdded = d.addElements(c, adds)
 	st.ServicesAdded, st.ServicesRemoved, st.ServicesRewired = len(added), len(removed), len(rewired)
@@ -602,6 +619,7 @@ func (d *Dataplane) Remove() error {
 	c.DelTable(d.table)
 	d.synced = false
 	d.cache = map[string]*Service{}
+	d.fw = Firewall{}
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete table %s: %w", TableName, err)
 	}

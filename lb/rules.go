@@ -139,9 +139,9 @@ func counterRef(name string) expr.Any {
 func flowsCounter(svc string) string { return "flows_" + svc }
 func emptyCounter(svc string) string { return "empty_" + svc }
 
-// serviceRules are the rules of one service's chain, in order. They depend
-// on everything in the Service except Slots, so a health change never needs
-// them rewritten.
+// serviceRules are the scheduling rules of one service's chain, in order,
+// after its protection rules (protect.go). They depend on everything in the
+// Service except Slots, so a health change never needs them rewritten.
 func serviceRules(t *nftables.Table, c *nftables.Chain, s *Service, maps *tableSets) []*nftables.Rule {
 	is6 := s.Is6()
 	r := regsFor(is6)
@@ -151,8 +151,6 @@ func serviceRules(t *nftables.Table, c *nftables.Chain, s *Service, maps *tableS
 	}
 	var rules []*nftables.Rule
 	add := func(e ...expr.Any) { rules = append(rules, &nftables.Rule{Table: t, Chain: c, Exprs: e}) }
-
-	rules = append(rules, protectionRules(t, c, s, maps)...)
 
 	if s.Persistence > 0 {
 		// A client seen within the persistence time goes to the backend it
