@@ -73,6 +73,7 @@ type Daemon struct {
 	lastLoad  time.Time
 	throttles map[string]config.Rate
 	upSince   map[string]time.Time // service|backend -> when it came up (slow start)
+	full      map[string]bool      // service|backend at its max_connections
 }
 
 // New makes a daemon; Run starts it.
@@ -131,6 +132,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-ramp.C:
 			d.beat.Store(time.Now())
 			d.slowStartTick()
+			d.maxConnTick()
 		}
 	}
 }
@@ -314,11 +316,15 @@ func (d *Daemon) availability(cfg *config.Config) lb.AvailabilityFunc {
 	for k, v := range d.upSince {
 		upSince[k] = v
 	}
+	full := make(map[string]bool, len(d.full))
+	for k, v := range d.full {
+		full[k] = v
+	}
 	d.mu.Unlock()
 	return func(svc string, be netip.AddrPort) lb.Availability {
 		ts, ok := d.monitor.Lookup(svc, be)
 		if !ok || ts.State != health.StateDown {
-			a := lb.Availability{Up: true}
+			a := lb.Availability{Up: true, Full: full[svc+"|"+be.String()]}
 			if ss := slow[svc]; ss > 0 {
 				if t, ok := upSince[svc+"|"+be.String()]; ok && now.Sub(t) < ss {
 					a.Ramp = max(0.05, float64(now.Sub(t))/float64(ss))
@@ -413,6 +419,75 @@ func (d *Daemon) replan(cfg *config.Config, services []string, down bool, backen
 				}
 			}
 		}
+	}
+}
+
+// maxConnTick enforces per-backend max_connections: once a second it counts
+// each such backend's live flows (one conntrack dump) and takes a full
+// backend out of the slots until it has room again, so new flows go to the
+// others instead of being dropped (like IPVS upper thresholds).
+func (d *Daemon) maxConnTick() {
+	d.mu.Lock()
+	cfg := d.cfg
+	var plans []lb.Service
+	limits := map[string]int{}
+	if cfg != nil {
+		for _, s := range cfg.Services {
+			for _, b := range s.Backends {
+				if b.MaxConnections > 0 {
+					limits[s.Name+"|"+b.Addr.String()] = b.MaxConnections
+				}
+			}
+		}
+		for _, p := range d.planned {
+			plans = append(plans, p)
+		}
+	}
+	old := d.full
+	d.mu.Unlock()
+	if len(limits) == 0 {
+		if len(old) > 0 {
+			d.mu.Lock()
+			d.full = nil
+			d.mu.Unlock()
+		}
+		return
+	}
+	active, err := lb.ActiveConnections(plans)
+	if err != nil {
+		d.log.Warn("max_connections: conntrack", "err", err)
+		return
+	}
+	ep := map[string]string{}
+	for _, p := range plans {
+		ep[p.Name] = p.Endpoint()
+	}
+	now := map[string]bool{}
+	var changed []string
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			k := s.Name + "|" + b.Addr.String()
+			lim, ok := limits[k]
+			if !ok {
+				continue
+			}
+			n := active[lb.FlowKey{Endpoint: ep[s.Name], Backend: b.Addr}]
+			// Hysteresis: full at the limit, free again one below it.
+			isFull := n >= lim || (old[k] && n >= lim-1 && lim > 1)
+			if isFull {
+				now[k] = true
+			}
+			if isFull != old[k] {
+				changed = append(changed, s.Name)
+				d.log.Info("backend max_connections", "service", s.Name, "backend", b.Addr.String(), "active", n, "limit", lim, "full", isFull)
+			}
+		}
+	}
+	d.mu.Lock()
+	d.full = now
+	d.mu.Unlock()
+	if len(changed) > 0 {
+		d.replan(cfg, changed, false, netip.AddrPort{})
 	}
 }
 
