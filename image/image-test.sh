@@ -10,14 +10,18 @@
 #     status_http  /status.json answers on the LAN address (status_listen)
 #     health_out   a stopped backend stops getting connections
 #   boot 2 (config B, edited on the partition while powered off)
-#     ready, edit_applied: port 80 now only reaches backend-2, new port 81 -> backend-1
+#     ready
+#     edit_read    lbd reports the 2 services of config B (its READY status text)
+#     edit_applied port 80 now only reaches backend-2, new port 81 -> backend-1
 #   boot 3 (a broken lb.toml)
 #     ready        lbd still comes up
 #     error_shown  the serial console shows /config/lb.toml:LINE:COL
 #     last_good    the VIP keeps serving config B (the last good one, from LBSTATE)
+#   boot 4 (kernel booted directly with lbd.config=/config/override.toml)
+#     config_override  lbd runs on the file named by lbd.config=
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
-# all. Exit status 0 only if every check passed. The whole run is
+# all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
 # time-boxed (IMAGE_TEST_TIMEOUT, default 900 s; BOOT_TIMEOUT per boot, 180 s).
 set -uo pipefail
 img_src=${1:?usage: image-test.sh IMG}
@@ -41,7 +45,15 @@ summary() {
 	printf '%s\n' "${results[@]}"
 	[ -n "${ready_times:-}" ] && echo "boot-to-READY (s, per boot):$ready_times"
 }
-finish() { lab_down; summary; }
+LOGS=${IMAGE_TEST_LOGS:-$(dirname "$img_src")/image-test}
+rm -rf "$LOGS"
+finish() {
+	mkdir -p "$LOGS"
+	cp "$LAB_DIR"/serial-*.log "$LAB_DIR"/*.toml "$LOGS"/ 2>/dev/null
+	lab_down
+	summary | tee "$LOGS/summary.txt"
+	echo "serial console logs: $LOGS/"
+}
 trap finish EXIT
 trap 'echo "image-test: interrupted or timed out"; exit 124' INT TERM
 ( sleep "${IMAGE_TEST_TIMEOUT:-900}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
@@ -57,11 +69,12 @@ put_config() { # put_config FILE: lb.toml on the LBCONFIG partition, as a user w
 	mcopy -o -i "$img@@$CONFIG_OFFSET" "$1" ::/lb.toml
 }
 
-# boot N: starts QEMU, waits for the READY line; sets serial and records the time.
+# boot N [APPEND]: starts QEMU, waits for the READY line; sets serial and
+# records the time. With APPEND, the kernel is booted directly with it.
 boot() {
 	serial=$LAB_DIR/serial-$1.log
 	local t0=$SECONDS
-	lab_qemu_start "$img" "$serial"
+	lab_qemu_start "$img" "$serial" "${2:-}"
 	while (( SECONDS - t0 < BOOT_TIMEOUT )); do
 		if grep -q 'lbd-status: READY' "$serial" 2>/dev/null; then
 			ready_times+=" $((SECONDS - t0))"
@@ -185,7 +198,7 @@ if boot 1; then
 	if grep -q 'lbd placeholder' "$serial"; then
 		echo "NOTE: the image runs the placeholder lbd: data-plane checks will fail"
 	fi
-	if wait_vip "http://$LAB_VIP/" 60; then
+	if wait_vip "http://$LAB_VIP/" 45; then
 		pass boot1.vip "VIP $LAB_VIP:80 answers from the client namespace"
 		t=$(tally "http://$LAB_VIP/" 20)
 		case $t in
@@ -193,7 +206,7 @@ if boot 1; then
 		*) pass boot1.spread "20 requests: $t" ;;
 		esac
 	else
-		fail boot1.vip "VIP $LAB_VIP:80 did not answer within 60 s"
+		fail boot1.vip "VIP $LAB_VIP:80 did not answer within 45 s"
 		fail boot1.spread "no VIP"
 	fi
 	if in_bk curl -s --max-time 3 http://192.0.2.1:9100/status.json | grep -q '"services"'; then
@@ -202,7 +215,9 @@ if boot 1; then
 		fail boot1.status_http "no /status.json on 192.0.2.1:9100"
 	fi
 	lab_backend_stop 2
-	if until_only "http://$LAB_VIP/" "backend-1=10 backend-2=0 fail=0" 20; then
+	if [ -z "$(get "http://$LAB_VIP/")" ]; then
+		fail boot1.health_out "no VIP to check against"
+	elif until_only "http://$LAB_VIP/" "backend-1=10 backend-2=0 fail=0" 20; then
 		pass boot1.health_out "backend-2 stopped: 10/10 requests reach backend-1"
 	else
 		fail boot1.health_out "backend-2 stopped; after 20 s: $(tally "http://$LAB_VIP/" 10)"
@@ -214,7 +229,12 @@ lab_qemu_stop 90
 ### boot 2: config B, edited on the partition while the appliance is off
 put_config "$cfg_b"
 if boot 2; then
-	if wait_vip "http://$LAB_VIP/" 60 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 20 &&
+	if grep -a 'lbd-status: READY' "$serial" | grep -q '2 services'; then
+		pass boot2.edit_read "lbd reports 2 services after the edit"
+	else
+		fail boot2.edit_read "READY line: $(grep -a -m1 'lbd-status: READY' "$serial" | tr -d '\r')"
+	fi
+	if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 20 &&
 		[ "$(get "http://$LAB_VIP:81/")" = backend-1 ]; then
 		pass boot2.edit_applied "port 80 -> backend-2 only, port 81 -> backend-1"
 	else
@@ -234,10 +254,23 @@ else
 	fail boot3.error_shown "no /config/lb.toml:$broken_line:COL on the serial console"
 	grep 'lbd-status' "$serial" | tail -n 5 | sed 's/^/    | /'
 fi
-if wait_vip "http://$LAB_VIP/" 60 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 10; then
+if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 10; then
 	pass boot3.last_good "the VIP serves config B (last good) despite the broken file"
 else
 	fail boot3.last_good "VIP with the broken file: $(tally "http://$LAB_VIP/" 10)"
+fi
+lab_qemu_stop 90
+
+### boot 4: lbd.config= on the kernel command line names another file
+cp "$cfg_b" "$LAB_DIR/override.toml"
+mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/override.toml" ::/override.toml
+cmdline=$(cat "$(dirname "$img_src")/image/cmdline")
+LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
+	boot 4 "$cmdline lbd.config=/config/override.toml"
+if grep -a -q 'lbd-status: READY config=/config/override.toml' "$serial"; then
+	pass boot4.config_override "lbd runs on /config/override.toml (lbd.config= on the kernel command line)"
+else
+	fail boot4.config_override "$(grep -a 'lbd-status:\|using config' "$serial" | tail -n 3 | tr -d '\r' | tr '\n' ' ')"
 fi
 lab_qemu_stop 90
 

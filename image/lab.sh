@@ -85,10 +85,13 @@ lab_backend_stop() {
 	rm -f "$f"
 }
 
-# lab_qemu_start IMG SERIAL: boots IMG; SERIAL is "stdio" (interactive) or a
-# log file path. Sets LAB_QEMU_PID (not for stdio, which runs in the foreground).
+# lab_qemu_start IMG SERIAL [APPEND]: boots IMG; SERIAL is "stdio"
+# (interactive) or a log file path. With APPEND, boots the kernel and initrd
+# next to IMG (IMG without .img + .vmlinuz/.initrd) directly with that
+# command line instead of the unified kernel image on the ESP.
+# Sets LAB_QEMU_PID (not for stdio, which runs in the foreground).
 lab_qemu_start() {
-	local img=$1 serial=$2 accel=tcg
+	local img=$1 serial=$2 append=${3:-} accel=tcg
 	if [ -w /dev/kvm ] && [ -r /dev/kvm ]; then accel=kvm; fi
 	cp "$OVMF_VARS" "$LAB_DIR/OVMF_VARS.fd"
 	local args=(
@@ -104,6 +107,9 @@ lab_qemu_start() {
 		-monitor "unix:$LAB_DIR/monitor,server,nowait"
 		-display "${QEMU_DISPLAY:-none}"
 	)
+	if [ -n "$append" ]; then
+		args+=(-kernel "${LAB_KERNEL:-${img%.img}.vmlinuz}" -initrd "${LAB_INITRD:-${img%.img}.initrd}" -append "$append")
+	fi
 	lab_log "qemu ($accel) $img"
 	if [ "$serial" = stdio ]; then
 		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio ${QEMU_EXTRA:-}
