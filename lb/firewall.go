@@ -214,12 +214,13 @@ func firewallRules(t *nftables.Table, in, fwd *nftables.Chain, fw Firewall, addS
 	if len(fw.WAN) == 0 {
 		add(in, accept)
 	} else {
-		els := make([]nftables.SetElement, len(fw.WAN))
-		for i, n := range fw.WAN {
-			els[i] = nftables.SetElement{Key: ifnameKey(n)}
+		// iifname != a iifname != b ... accept: one compare per name (the
+		// list is short, and nft shows names in a set of ours as "").
+		e := []expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}}
+		for _, n := range fw.WAN {
+			e = append(e, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifnameKey(n)})
 		}
-		wan := anon(nftables.TypeIFName, false, els)
-		add(in, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, lookup(wan, true), accept)
+		add(in, e, accept)
 		if len(fw.ManagementPorts) > 0 {
 			for _, is6 := range []bool{false, true} {
 				nets := intervalElements(fw.AdminNetworks, is6)

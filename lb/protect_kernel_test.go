@@ -2,9 +2,15 @@ package lb
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 
 	"lbd/internal/lab"
 )
@@ -79,4 +85,146 @@ deny = ["198.51.100.99/32", "2001:db8:1::99/128"]`))
 		t.Fatal(err)
 	}
 	t.Log(p.nft(t, "list", "ruleset"))
+}
+
+// startServer runs a labserver line echo on addr inside namespace ns.
+func (p *protectLab) startServer(t *testing.T, bin, ns, name, addr string) {
+	t.Helper()
+	cmd := p.Command(ns, bin, "-name", name, "-tcp", addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitTCP(ns, "127.0.0.1"+addr[strings.LastIndex(addr, ":"):]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reach says whether a connection from ns to addr is served; a refusal or
+// a timeout (a drop) is false.
+func (p *protectLab) reach(ns, addr string) bool {
+	c, err := p.Dial(ns, "tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_, err = lab.AskOn(c, "hi")
+	return err == nil
+}
+
+func TestFirewall(t *testing.T) {
+	p := newProtectLab(t, "fw", 2, 2)
+	bin := labserver(t)
+	// Management and a non-service port on the lb itself; a server on the
+	// client side for traffic the backends start.
+	p.startServer(t, bin, "lb", "mgmt", ":9100")
+	p.startServer(t, bin, "lb", "other", ":2222")
+	p.startServer(t, bin, "client", "cl", ":7000")
+	cfg := svcConfig(t, echoService(1, ""))
+	fw := Firewall{Enabled: true, WAN: []string{"wanbr"}, ManagementPorts: []uint16{9100},
+		AdminNetworks: []netip.Prefix{netip.MustParsePrefix(lab.ClientAddr(1) + "/32")},
+		AllowForward:  []netip.Prefix{netip.MustParsePrefix(lab.BackendV4(2) + "/32")}}
+	if _, err := p.dp.ApplyState(Plan(cfg, nil), fw); err != nil {
+		t.Fatal(err)
+	}
+	wanMgmt, wanOther := lab.LBWanV4+":9100", lab.LBWanV4+":2222"
+	checks := []struct {
+		what, ns, addr string
+		want           bool
+	}{
+		{"WAN client -> v4 VIP service", "client", lab.VIPv4 + ":7000", true},
+		{"WAN client -> v6 VIP service (neighbour discovery passes)", "client", "[" + lab.VIPv6 + "]:7000", true},
+		{"WAN client -> status page", "client", wanMgmt, false},
+		{"WAN client -> other local port", "client", wanOther, false},
+		{"WAN client -> a backend directly (not a VIP flow)", "client", lab.BackendV4(1) + ":7000", false},
+		{"admin network on WAN -> status page", "client1", wanMgmt, true},
+		{"admin network on WAN -> other local port", "client1", wanOther, false},
+		{"LAN -> status page", "be1", lab.LBLanV4 + ":9100", true},
+		{"LAN -> other local port", "be1", lab.LBLanV4 + ":2222", true},
+		{"backend not in allow_forward -> out", "be1", lab.ClientV4 + ":7000", false},
+		{"backend in allow_forward -> out", "be2", lab.ClientV4 + ":7000", true},
+	}
+	for _, c := range checks {
+		if got := p.reach(c.ns, c.addr); got != c.want {
+			t.Errorf("%s (%s -> %s): reachable = %v, want %v", c.what, c.ns, c.addr, got, c.want)
+		}
+	}
+	if err := p.ping("client", lab.LBWanV4); err != nil {
+		t.Errorf("ping from the WAN should pass (ICMP essentials): %v", err)
+	}
+	out := p.nft(t, "list", "table", "inet", "lbd")
+	for _, want := range []string{"chain input", "chain forward", "hook input", "hook forward"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, out)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+
+	// A health-style apply keeps the firewall; turning it off removes the
+	// chains, in the same kind of transaction.
+	if _, err := p.dp.Apply(Plan(cfg, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if p.reach("client", wanMgmt) {
+		t.Fatal("Apply without a firewall argument should keep the firewall")
+	}
+	if _, err := p.dp.ApplyState(Plan(cfg, nil), Firewall{}); err != nil {
+		t.Fatal(err)
+	}
+	if !p.reach("client", wanMgmt) {
+		t.Error("with the firewall off the status page should be reachable")
+	}
+	if out := p.nft(t, "list", "table", "inet", "lbd"); strings.Contains(out, "hook input") {
+		t.Errorf("firewall chains left after turning it off:\n%s", out)
+	}
+	// A fresh Dataplane (lbd restarted) adopts a table with the firewall.
+	if _, err := p.dp.ApplyState(Plan(cfg, nil), fw); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p.NSFile("lb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dp2 := NewInNetNS(int(f.Fd()))
+	if _, err := dp2.ApplyState(Plan(cfg, nil), fw); err != nil {
+		t.Fatalf("restart with the firewall on: %v", err)
+	}
+	if p.reach("client", wanMgmt) || !p.reach("client", lab.VIPv4+":7000") {
+		t.Error("after a restart the firewall should still hold and the VIP serve")
+	}
+	if _, err := dp2.ApplyState(Plan(cfg, nil), Firewall{}); err != nil {
+		t.Fatalf("restart turning the firewall off: %v", err)
+	}
+}
+
+// ping sends one ICMP echo request from ns and waits for the reply.
+func (p *protectLab) ping(ns, dst string) error {
+	return p.InNS(ns, func() error {
+		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 7, Seq: 1, Data: []byte("lbd")}}
+		b, err := msg.Marshal(nil)
+		if err != nil {
+			return err
+		}
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			if m, err := icmp.ParseMessage(1, buf[:n]); err == nil && m.Type == ipv4.ICMPTypeEchoReply {
+				return nil
+			}
+		}
+	})
 }
