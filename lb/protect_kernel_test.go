@@ -1,17 +1,20 @@
 package lb
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"lbd/appliance/config"
 	"lbd/internal/lab"
 )
 
@@ -227,4 +230,78 @@ func (p *protectLab) ping(ns, dst string) error {
 			}
 		}
 	})
+}
+
+// TestConnectionCountsSurviveRewriteAndRestart: a throttle change rewrites
+// the service chain and a restarted lbd re-adds every rule; neither may
+// forget the connections already counted. Once they close, the set
+// element is collected.
+func TestConnectionCountsSurviveRewriteAndRestart(t *testing.T) {
+	p := newProtectLab(t, "pcount", 1, 1)
+	cfg := svcConfig(t, echoService(1, "max_connections = 2\nper_client_connections = 2"))
+	apply := func(dp *Dataplane, throttle bool) {
+		t.Helper()
+		plans := Plan(cfg, nil)
+		if throttle {
+			plans[0].Protect.Throttle = config.Rate{N: 1000, Unit: "second"}
+		}
+		if _, err := dp.Apply(plans); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(p.dp, false)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		c, err := p.Dial("client", "tcp", lab.VIPv4+":7000", 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lab.AskOn(c, "hold"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	refusedNow := func(when string) {
+		t.Helper()
+		_, err := p.Dial("client", "tcp", lab.VIPv4+":7000", 3*time.Second)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("%s: a 3rd connection should be refused, got %v", when, err)
+		}
+	}
+	refusedNow("at the limit")
+	apply(p.dp, true)
+	refusedNow("after a throttle rewrote the chain")
+	f, err := os.Open(p.NSFile("lb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	apply(NewInNetNS(int(f.Fd())), false)
+	refusedNow("after a restart")
+
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	elements := func() string {
+		return p.nft(t, "list", "set", "inet", "lbd", "maxconn_echo") + p.nft(t, "list", "set", "inet", "lbd", "clientconn4_echo")
+	}
+	if !strings.Contains(elements(), "elements") {
+		t.Fatalf("the sets should hold the counted elements:\n%s", elements())
+	}
+	// The sets have no timeout: the kernel's set gc drops an element
+	// once its ct count has no live connection left.
+	start := time.Now()
+	for i := 0; i < 200 && strings.Contains(elements(), "elements"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := elements(); strings.Contains(s, "elements") {
+		t.Fatalf("elements still present 20 s after their connections closed:\n%s", s)
+	}
+	t.Logf("elements collected %v after the connections closed", time.Since(start).Round(100*time.Millisecond))
 }

@@ -1,0 +1,274 @@
+package lb
+
+import (
+	"bytes"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+
+	"lbd/appliance/config"
+)
+
+// recorder stands in for Conn.AddSet: it gives anonymous sets an ID, as
+// AddSet does, and keeps what was added.
+type recorder struct {
+	sets  []*nftables.Set
+	elems [][]nftables.SetElement
+}
+
+func (r *recorder) add(s *nftables.Set, els []nftables.SetElement) error {
+	s.ID = uint32(len(r.sets) + 1000)
+	r.sets, r.elems = append(r.sets, s), append(r.elems, els)
+	return nil
+}
+
+func testTable() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+func protected(vip string, p Protection) *Service {
+	return &Service{Name: "web", VIP: netip.MustParseAddr(vip), Proto: protoTCP, Port: 80, Protect: p}
+}
+
+// counterOf returns the refusal counter a rule counts into.
+func counterOf(t *testing.T, r *nftables.Rule) string {
+	t.Helper()
+	for _, e := range r.Exprs {
+		if o, ok := e.(*expr.Objref); ok {
+			return o.Name
+		}
+	}
+	t.Fatalf("rule without a counter: %#v", r.Exprs)
+	return ""
+}
+
+func TestNoProtectionNoRules(t *testing.T) {
+	var rec recorder
+	s := protected("198.51.100.10", Protection{})
+	if rules := protectionRules(testTable(), &nftables.Chain{Name: "svc_web"}, s, rec.add); len(rules) != 0 {
+		t.Fatalf("no protection keys should mean no rules, got %d", len(rules))
+	}
+	if len(rec.sets) != 0 || len(protectionDynSets(testTable(), s)) != 0 || len(s.Protect.protectionKinds()) != 0 {
+		t.Fatal("no protection keys should mean no sets and no counters")
+	}
+}
+
+func TestProtectionRuleOrderAndShape(t *testing.T) {
+	full := Protection{
+		MaxConnections: 100, Rate: config.Rate{N: 500, Unit: "second"}, Burst: 50,
+		ClientRate: config.Rate{N: 20, Unit: "second"}, PerClientConnections: 10,
+		Allow:    []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")},
+		Deny:     []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("2001:db8::7/128")},
+		Throttle: config.Rate{N: 10, Unit: "second"},
+	}
+	for _, vip := range []string{"203.0.113.10", "2001:db8:3::10"} {
+		var rec recorder
+		s := protected(vip, full)
+		rules := protectionRules(testTable(), &nftables.Chain{Name: "svc_web"}, s, rec.add)
+		var got []string
+		for _, r := range rules {
+			got = append(got, counterOf(t, r))
+			last := r.Exprs[len(r.Exprs)-1]
+			if rj, ok := last.(*expr.Reject); !ok || rj.Type != 1 /* tcp reset */ {
+				t.Errorf("%s: every refusal must reset, rule ends with %#v", vip, last)
+			}
+		}
+		want := []string{"deny_web", "deny_web", "clientrate_web", "clientconn_web", "throttle_web", "rate_web", "maxconn_web"}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: rules count into %v, want %v", vip, got, want)
+		}
+		// Deny then allow (inverted lookup), each with its own anonymous
+		// interval set holding only the service's family.
+		if len(rec.sets) != 2 || !rec.sets[0].Anonymous || !rec.sets[0].Interval {
+			t.Fatalf("%s: want 2 anonymous interval sets, got %+v", vip, rec.sets)
+		}
+		lk := rules[1].Exprs[1].(*expr.Lookup)
+		if !lk.Invert || lk.SetID != rec.sets[1].ID {
+			t.Errorf("%s: allow rule should be an inverted lookup of the allow set: %+v", vip, lk)
+		}
+		// The per-client key is saddr . limit, the limit right after the
+		// address in the registers.
+		is6 := s.Is6()
+		imm := rules[2].Exprs[1].(*expr.Immediate)
+		wantReg := uint32(9)
+		if is6 {
+			wantReg = 12
+		}
+		if imm.Register != wantReg {
+			t.Errorf("%s: limit fingerprint in reg %d, want %d", vip, imm.Register, wantReg)
+		}
+		ds := rules[2].Exprs[2].(*expr.Dynset)
+		if ds.SetName != clientRateSetName("web", is6) || ds.Timeout < time.Minute {
+			t.Errorf("%s: clientrate dynset %+v", vip, ds)
+		}
+		if l := ds.Exprs[0].(*expr.Limit); !l.Over || l.Rate != 20 || l.Burst != 50 || l.Unit != expr.LimitTimeSecond {
+			t.Errorf("%s: clientrate limit %+v", vip, l)
+		}
+		if cl := rules[6].Exprs[1].(*expr.Dynset).Exprs[0].(*expr.Connlimit); cl.Count != 100 || cl.Flags != expr.NFT_CONNLIMIT_F_INV {
+			t.Errorf("%s: maxconn should be ct count over 100: %+v", vip, cl)
+		}
+		if n := len(protectionDynSets(testTable(), s)); n != 3 {
+			t.Errorf("%s: want 3 dynamic sets, got %d", vip, n)
+		}
+	}
+}
+
+func TestAllowWithoutThisFamilyRefusesAll(t *testing.T) {
+	var rec recorder
+	s := protected("203.0.113.10", Protection{Allow: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}})
+	rules := protectionRules(testTable(), &nftables.Chain{Name: "svc_web"}, s, rec.add)
+	if len(rules) != 1 || len(rules[0].Exprs) != 2 || len(rec.sets) != 0 {
+		t.Fatalf("an allow list with no IPv4 entry should refuse every IPv4 client: %d rules %#v", len(rules), rules)
+	}
+}
+
+func TestLimitKeyFollowsLimit(t *testing.T) {
+	if bytes.Equal(limitKey(5), limitKey(6)) || bytes.Equal(limitKey(20, 1, 0), limitKey(20, 60, 0)) {
+		t.Fatal("different limits must give different element keys")
+	}
+	if !bytes.Equal(limitKey(5), limitKey(5)) {
+		t.Fatal("the key must depend only on the limit")
+	}
+}
+
+func TestClientRateTimeout(t *testing.T) {
+	for _, c := range []struct {
+		r     config.Rate
+		burst int
+		want  time.Duration
+	}{
+		{config.Rate{N: 20, Unit: "second"}, 0, time.Minute},
+		{config.Rate{N: 6, Unit: "minute"}, 3, time.Minute},
+		{config.Rate{N: 1, Unit: "minute"}, 5, 10 * time.Minute},
+		{config.Rate{N: 10, Unit: "hour"}, 5, time.Hour},
+	} {
+		if got := clientRateTimeout(c.r, c.burst); got != c.want {
+			t.Errorf("%v burst %d: timeout %v, want %v", c.r, c.burst, got, c.want)
+		}
+	}
+}
+
+func TestIntervalElements(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	type el struct {
+		key string
+		end bool
+	}
+	render := func(els []nftables.SetElement) []el {
+		var out []el
+		for _, e := range els {
+			a, _ := netip.AddrFromSlice(e.Key)
+			out = append(out, el{a.String(), e.IntervalEnd})
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		in   []netip.Prefix
+		is6  bool
+		want []el
+	}{
+		{"merged and sorted", pfx("192.168.1.0/24", "10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/24"), false,
+			[]el{{"0.0.0.0", true}, {"10.0.0.0", false}, {"11.0.0.0", true}, {"192.168.0.0", false}, {"192.168.2.0", true}}},
+		{"host bits masked", pfx("198.51.100.7/24"), false,
+			[]el{{"0.0.0.0", true}, {"198.51.100.0", false}, {"198.51.101.0", true}}},
+		{"everything", pfx("0.0.0.0/0"), false, []el{{"0.0.0.0", false}}},
+		{"up to the top", pfx("255.255.255.255/32"), false, []el{{"0.0.0.0", true}, {"255.255.255.255", false}}},
+		{"other family ignored", pfx("2001:db8::/32", "198.51.100.0/24"), true,
+			[]el{{"::", true}, {"2001:db8::", false}, {"2001:db9::", true}}},
+		{"none of this family", pfx("2001:db8::/32"), false, nil},
+	}
+	for _, c := range cases {
+		if got := render(intervalElements(c.in, c.is6)); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestFirewallFor(t *testing.T) {
+	on, off := true, false
+	base := func() *config.Config {
+		return &config.Config{
+			Appliance:  config.Appliance{StatusListen: "192.0.2.1:9100"},
+			Interfaces: []config.Interface{{Name: "wan"}, {Name: "lan"}},
+			Services:   []config.Service{{Name: "web", Interface: "wan"}, {Name: "dns"}},
+		}
+	}
+	cfg := base()
+	fw := FirewallFor(cfg)
+	want := Firewall{Enabled: true, WAN: []string{"wan"}, ManagementPorts: []uint16{22, 9100}}
+	if !reflect.DeepEqual(fw, want) {
+		t.Fatalf("defaults with interfaces: %+v, want %+v", fw, want)
+	}
+	cfg.Firewall.Enabled = &off
+	if fw := FirewallFor(cfg); fw.Enabled {
+		t.Fatal("enabled = false must turn it off")
+	}
+	if fw := FirewallFor(&config.Config{}); fw.Enabled {
+		t.Fatal("without [[interface]] (tests, labs) the firewall is off by default")
+	}
+	cfg = base()
+	cfg.Firewall = config.Firewall{Enabled: &on, WAN: []string{"lan", "wan", "lan"},
+		AdminPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.7/24")}}
+	fw = FirewallFor(cfg)
+	if !reflect.DeepEqual(fw.WAN, []string{"lan", "wan"}) || fw.AdminNetworks[0] != netip.MustParsePrefix("192.0.2.0/24") {
+		t.Fatalf("explicit wan and admin networks, normalized: %+v", fw)
+	}
+}
+
+func TestFirewallRulesShape(t *testing.T) {
+	in, fwd := &nftables.Chain{Name: fwInputChain}, &nftables.Chain{Name: fwForwardChain}
+	count := func(fw Firewall) (nIn, nFwd int) {
+		var rec recorder
+		for _, r := range firewallRules(testTable(), in, fwd, fw, rec.add) {
+			if r.Chain == in {
+				nIn++
+			} else {
+				nFwd++
+			}
+		}
+		return
+	}
+	// No WAN: input is not restricted (an accept before the final drop).
+	if i, f := count(Firewall{Enabled: true}); i != 9 || f != 4 {
+		t.Errorf("no WAN: %d input, %d forward rules; want 9, 4", i, f)
+	}
+	// WAN, admin networks of both families, forward sources of one.
+	fw := Firewall{Enabled: true, WAN: []string{"wan"}, ManagementPorts: []uint16{22},
+		AdminNetworks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
+		AllowForward:  []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
+	if i, f := count(fw); i != 11 || f != 5 {
+		t.Errorf("full: %d input, %d forward rules; want 11, 5", i, f)
+	}
+}
+
+func TestFullBackends(t *testing.T) {
+	be := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+	limits := []BackendLimit{
+		{BackendRef: BackendRef{"web", be("192.0.2.11:80")}, Endpoint: "203.0.113.10/tcp/80", Max: 2},
+		{BackendRef: BackendRef{"web", be("192.0.2.12:80")}, Endpoint: "203.0.113.10/tcp/80", Max: 5},
+	}
+	open := map[FlowKey]int{
+		{Endpoint: "203.0.113.10/tcp/80", Backend: be("192.0.2.11:80")}: 2,
+		{Endpoint: "203.0.113.10/tcp/80", Backend: be("192.0.2.12:80")}: 4,
+	}
+	got := fullBackends(limits, open)
+	if !got[BackendRef{"web", be("192.0.2.11:80")}] || got[BackendRef{"web", be("192.0.2.12:80")}] || len(got) != 1 {
+		t.Fatalf("full = %v, want only 192.0.2.11:80", got)
+	}
+	cfg := &config.Config{Services: []config.Service{{Name: "web", VIPAddr: netip.MustParseAddr("203.0.113.10"), Port: 80, Protocol: "tcp",
+		Backends: []config.Backend{{Addr: be("192.0.2.11:80"), MaxConnections: 2}, {Addr: be("192.0.2.13:80")}}}}}
+	if l := BackendLimits(cfg); len(l) != 1 || l[0].Endpoint != "203.0.113.10/tcp/80" || l[0].Max != 2 {
+		t.Fatalf("BackendLimits = %+v", l)
+	}
+}
