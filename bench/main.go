@@ -1,0 +1,248 @@
+// Command bench measures lbd against direct routing, HAProxy and nftlb in
+// throw-away namespace labs (client, lb, 3 nginx backends) and writes
+// BENCHMARKS.md: data plane (CPS, keep-alive RPS, iperf3, latency at a
+// fixed rate), dispatch scale, control plane, failover, and reloads and a
+// restart under load. `make bench` runs it (BENCH_QUICK=1 or -quick for a
+// smoke run of about three minutes). Needs root, wrk, haproxy, nftlb,
+// iperf3 and nginx; `go` for the health flip benchmark of package lb.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type opts struct {
+	ctx      context.Context
+	quick    bool
+	reps     int
+	dur      time.Duration
+	lbd      string
+	repo     string
+	out      string
+	jsonOut  string
+	work     string
+	sections map[string]bool
+}
+
+// Results is everything one run measured (also written as JSON).
+type Results struct {
+	Started     time.Time                       `json:"started"`
+	Finished    time.Time                       `json:"finished"`
+	Quick       bool                            `json:"quick"`
+	Reps        int                             `json:"reps"`
+	RunSeconds  float64                         `json:"run_seconds"`
+	Machine     map[string]string               `json:"machine"`
+	Blocked     map[string]string               `json:"blocked,omitempty"`
+	Data        map[string]map[string][]float64 `json:"data,omitempty"`
+	DataErrors  map[string]map[string]int       `json:"data_errors,omitempty"`
+	Scale       map[int][]float64               `json:"scale,omitempty"`
+	ScaleErrors map[int]int                     `json:"scale_errors,omitempty"`
+	Control     []ControlRow                    `json:"control,omitempty"`
+	ReloadOneMS []float64                       `json:"reload_one_ms,omitempty"`
+	FlipMS      float64                         `json:"health_flip_ms,omitempty"`
+	Failover    []FailoverRun                   `json:"failover,omitempty"`
+	Reload      []ReloadRun                     `json:"reload,omitempty"`
+	Problems    []string                        `json:"problems,omitempty"`
+	IdleBefore  []float64                       `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
+	LoadAvg     string                          `json:"loadavg"`
+}
+
+func (o *opts) fail(res *Results, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	o.logf("PROBLEM: %s", msg)
+	if len(msg) > 600 {
+		msg = msg[:600] + "..."
+	}
+	res.Problems = append(res.Problems, msg)
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probeMain(os.Args[2:]))
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+const allSections = "dataplane,scale,control,failover,reload"
+
+func benchMain(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	o := &opts{}
+	fs.BoolVar(&o.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "smoke mode: 1 repetition, short runs (also BENCH_QUICK=1)")
+	fs.IntVar(&o.reps, "reps", 0, "repetitions per contender (default 5, quick 1)")
+	fs.DurationVar(&o.dur, "dur", 0, "length of each load run (default 5s, quick 2s)")
+	fs.StringVar(&o.lbd, "lbd", "out/lbd", "lbd binary")
+	fs.StringVar(&o.repo, "repo", ".", "repository root (for go test -bench ./lb)")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write")
+	fs.StringVar(&o.jsonOut, "json", "", "raw results as JSON (default: the report's name with .json)")
+	sec := fs.String("sections", allSections, "comma-separated sections to run")
+	_ = fs.Parse(args)
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, nftables)")
+		return 1
+	}
+	if o.reps == 0 {
+		o.reps = 5
+		if o.quick {
+			o.reps = 1
+		}
+	}
+	if o.dur == 0 {
+		o.dur = 5 * time.Second
+		if o.quick {
+			o.dur = 2 * time.Second
+		}
+	}
+	if o.reps > 20 || o.dur > 30*time.Second || o.dur < time.Second {
+		fmt.Fprintln(os.Stderr, "bench: -reps at most 20, -dur between 1s and 30s")
+		return 2
+	}
+	o.sections = map[string]bool{}
+	for _, s := range strings.Split(*sec, ",") {
+		o.sections[strings.TrimSpace(s)] = true
+	}
+	var err error
+	if o.lbd, err = filepath.Abs(o.lbd); err != nil {
+		return 1
+	}
+	if _, err := os.Stat(o.lbd); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: lbd binary: %v (make build)\n", err)
+		return 1
+	}
+	if o.jsonOut == "" {
+		o.jsonOut = strings.TrimSuffix(o.out, filepath.Ext(o.out)) + ".json"
+	}
+	o.work, err = os.MkdirTemp("", "lbd-bench-")
+	if err != nil {
+		return 1
+	}
+	defer os.RemoveAll(o.work)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.ctx = ctx
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		o.logf("%v: tearing down the lab", s)
+		cancel()
+		closeCurrent()
+		os.RemoveAll(o.work)
+		os.Exit(130)
+	}()
+
+	res := &Results{Started: time.Now(), Quick: o.quick, Reps: o.reps, RunSeconds: o.dur.Seconds(),
+		Machine: machine(o), Blocked: blocked()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAvg = strings.TrimSpace(string(b))
+	}
+	for c, why := range res.Blocked {
+		o.logf("contender %s blocked: %s", c, why)
+	}
+	steps := []struct {
+		name string
+		f    func(*Results)
+	}{
+		{"dataplane", o.dataplane}, {"scale", o.scale}, {"control", o.control},
+		{"failover", o.failover}, {"reload", o.reloadUnderLoad},
+	}
+	for _, st := range steps {
+		if o.sections[st.name] && ctx.Err() == nil {
+			t := time.Now()
+			st.f(res)
+			o.logf("section %s took %s", st.name, time.Since(t).Round(time.Second))
+		}
+	}
+	res.Finished = time.Now()
+	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
+		_ = os.WriteFile(o.jsonOut, append(b, '\n'), 0o644)
+	}
+	if err := os.WriteFile(o.out, []byte(report(o, res)), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	o.logf("wrote %s and %s in %s", o.out, o.jsonOut, res.Finished.Sub(res.Started).Round(time.Second))
+	return 0
+}
+
+// blocked names the contenders whose tools are missing.
+func blocked() map[string]string {
+	b := map[string]string{}
+	for c, tool := range map[string]string{HAProxy: "haproxy", NFTLB: "nftlb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b[c] = tool + " not installed (scripts/apt-ensure " + tool + ")"
+		}
+	}
+	return b
+}
+
+func machine(o *opts) map[string]string {
+	m := map[string]string{}
+	sh := func(args ...string) string {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	m["cores"] = sh("nproc")
+	m["kernel"] = sh("uname", "-r")
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				m["cpu"] = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		if len(f) > 1 {
+			m["memory"] = f[1] + " kB"
+		}
+	}
+	if b, err := os.ReadFile("/etc/debian_version"); err == nil {
+		m["debian"] = strings.TrimSpace(string(b))
+	}
+	for _, p := range []string{"haproxy", "nftlb", "wrk", "iperf3", "nginx", "nftables"} {
+		m[p] = sh("dpkg-query", "-W", "-f=${Version}", p)
+	}
+	m["lbd"] = sh(o.lbd, "version")
+	m["go"] = sh("go", "version")
+	return m
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMax(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	lo, hi := xs[0], xs[0]
+	for _, x := range xs {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// WrkResult is the sum over the parallel wrk processes of one run.
+type WrkResult struct {
+	RPS    float64 `json:"rps"`
+	Errors int     `json:"errors"` // socket errors + non-2xx
+}
+
+var (
+	reRPS    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reSock   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// wrkConnections is the client concurrency of every CPS/RPS run: 63, as in
+// the targets' reference measurement, split into 3 wrk processes of 21
+// (one per backend for direct, all three on the VIP otherwise).
+const wrkConnections = 63
+
+// runWrk runs 3 wrk processes of one thread and 21 connections each from
+// the client namespace at the rig's HTTP targets for d; close = one
+// request per connection.
+func (r *rig) runWrk(d time.Duration, close bool, conns int) (WrkResult, error) {
+	targets := r.httpTargets()
+	per := conns / 3
+	var (
+		mu  sync.Mutex
+		res WrkResult
+		wg  sync.WaitGroup
+		fe  error
+	)
+	for i := 0; i < 3; i++ {
+		url := "http://" + targets[i%len(targets)] + "/"
+		args := []string{"wrk", "-t1", fmt.Sprintf("-c%d", per), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "3s"}
+		if close {
+			args = append(args, "-H", "Connection: close")
+		}
+		args = append(args, url)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := r.s.Output(r.s.Client(0), args...)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				fe = err
+				return
+			}
+			m := reRPS.FindStringSubmatch(out)
+			if m == nil {
+				fe = fmt.Errorf("wrk output without Requests/sec: %s", out)
+				return
+			}
+			v, _ := strconv.ParseFloat(m[1], 64)
+			res.RPS += v
+			if m := reSock.FindStringSubmatch(out); m != nil {
+				for _, s := range m[1:] {
+					n, _ := strconv.Atoi(s)
+					res.Errors += n
+				}
+			}
+			if m := reNon2xx.FindStringSubmatch(out); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				res.Errors += n
+			}
+		}()
+	}
+	wg.Wait()
+	return res, fe
+}
+
+// runIperf runs one iperf3 TCP stream through the middle for d and
+// returns Gbit/s received.
+func (r *rig) runIperf(d time.Duration) (float64, error) {
+	out, err := r.s.Output(r.s.Client(0), "iperf3", "-c", r.iperfTarget(), "-p", fmt.Sprint(iperfPort),
+		"-t", fmt.Sprint(int(d.Seconds())), "-J")
+	if err != nil {
+		return 0, err
+	}
+	var j struct {
+		End struct {
+			SumReceived struct {
+				BPS float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &j); err != nil {
+		return 0, fmt.Errorf("iperf3 json: %w", err)
+	}
+	if j.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", j.Error)
+	}
+	return j.End.SumReceived.BPS / 1e9, nil
+}
+
+// runProbe runs `bench probe` in the client namespace.
+func (r *rig) runProbe(rate int, d time.Duration, samples bool) (ProbeSummary, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return ProbeSummary{}, err
+	}
+	args := []string{self, "probe", "-targets", strings.Join(r.httpTargets(), ","),
+		"-rate", fmt.Sprint(rate), "-dur", d.String()}
+	if samples {
+		args = append(args, "-samples")
+	}
+	out, err := r.s.Output(r.s.Client(0), args...)
+	if err != nil {
+		return ProbeSummary{}, err
+	}
+	var sum ProbeSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		return sum, fmt.Errorf("probe output: %w", err)
+	}
+	return sum, nil
+}
