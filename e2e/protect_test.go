@@ -414,3 +414,60 @@ func TestBackendMaxConnections(t *testing.T) {
 		return e.status().Services[0].Backends[0].Slots > 0
 	})
 }
+
+func TestFirewallWANSide(t *testing.T) {
+	e := newEnv(t, 1, 1)
+	// The lab's own bridges declared as interfaces with the addresses they
+	// already have: that is what turns the firewall on by default.
+	e.writeConfig(`[appliance]
+status_listen = "0.0.0.0:9100"
+
+[firewall]
+wan = ["wanbr"]
+
+[[interface]]
+name = "wanbr"
+device = "wanbr"
+addresses = ["198.51.100.1/24", "2001:db8:1::1/64"]
+
+[[interface]]
+name = "lanbr"
+device = "lanbr"
+addresses = ["192.0.2.1/24", "2001:db8:2::1/64"]
+` + svcHeader("echo", lab.VIPv4, 7000, "") + backends(7000, 1) +
+		svcHeader("echo6", lab.VIPv6, 7000, "") + backends6(7000, 1))
+	e.startLBD()
+	if _, err := e.lab.Output("lb", "nft", "list", "chain", "inet", "lbd", "input"); err != nil {
+		t.Skip("SKIPPED: the daemon does not apply lb.FirewallFor(cfg) yet (lb.Dataplane.ApplyState)")
+	}
+	reach := func(ns, addr string) bool {
+		c, err := e.lab.Dial(ns, "tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	if c, r := e.connect(0, vip4(7000)); r != served {
+		t.Fatal("VIP service from the WAN side should work")
+	} else {
+		c.Close()
+	}
+	if c, r := e.connect(0, vip6(7000)); r != served {
+		t.Fatal("IPv6 VIP service from the WAN side should work")
+	} else {
+		c.Close()
+	}
+	if reach("client", lab.LBWanV4+":9100") {
+		t.Error("the status page should be unreachable from the WAN side")
+	}
+	if reach("client", lab.VIPv4+":7001") {
+		t.Error("a VIP port that is no service should be unreachable from the WAN side")
+	}
+	if reach("client", lab.BackendV4(1)+":7000") {
+		t.Error("a backend should not be reachable directly from the WAN side")
+	}
+	if !reach("be1", lab.LBLanV4+":9100") {
+		t.Error("the status page should be reachable from the LAN side")
+	}
+}
