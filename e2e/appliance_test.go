@@ -118,6 +118,7 @@ status_listen = "192.0.2.1:9100"
 			t.Fatalf("bad JSON: %v\n%s", err, b)
 		}
 		s.Now = time.Time{}
+		s.Conntrack.Count = 0
 		for i := range s.Services {
 			for j := range s.Services[i].Backends {
 				b := &s.Services[i].Backends[j]

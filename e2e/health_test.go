@@ -41,7 +41,7 @@ func (e *env) waitState(svc, addr, want string) status.Backend {
 }
 
 func fastHealth(kind, extra string) string {
-	return fmt.Sprintf("  [service.health]\n  type = %q\n  interval = \"200ms\"\n  timeout = \"150ms\"\n  rise = 2\n  fall = 2\n%s\n", kind, extra)
+	return fmt.Sprintf("  [service.health]\n  type = %q\n  interval = \"400ms\"\n  timeout = \"350ms\"\n  rise = 2\n  fall = 2\n%s\n", kind, extra)
 }
 
 func TestHealthTCPDownAndUp(t *testing.T) {

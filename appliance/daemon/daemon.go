@@ -254,7 +254,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		plans[i].Protect.Throttle = throttles[plans[i].Name]
 	}
 	start := time.Now()
-	st, err := d.dp.Apply(plans)
+	st, err := d.dp.ApplyState(plans, lb.FirewallFor(cfg))
 	if err != nil {
 		// Put the health targets of the running config back.
 		d.mu.Lock()
