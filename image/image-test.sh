@@ -165,7 +165,7 @@ TOML
 
 cfg_b=$LAB_DIR/b.toml
 # B: port 80 keeps only backend-2; a new service on port 81 goes to backend-1.
-awk '/^\[\[service.backend\]\]$/ && !seen { seen = 1; getline; next } { print }' "$cfg_a" |
+awk '/^[ \t]*\[\[service.backend\]\]$/ && !seen { seen = 1; getline; next } { print }' "$cfg_a" |
 	sed 's/image-test config A/image-test config B/' >"$cfg_b"
 cat >>"$cfg_b" <<TOML
 

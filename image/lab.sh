@@ -74,7 +74,8 @@ lab_backend_start() {
 	local n=$1 d=$LAB_DIR/www$1
 	mkdir -p "$d"
 	echo "backend-$n" >"$d/index.html"
-	in_bk python3 -m http.server --bind "192.0.2.1$n" --directory "$d" 8080 \
+	# Not through in_bk: $! must be the server itself (ip netns exec execs it).
+	ip netns exec "$LAB_BK" python3 -m http.server --bind "192.0.2.1$n" --directory "$d" 8080 \
 		>"$LAB_DIR/backend$n.log" 2>&1 &
 	echo $! >"$LAB_DIR/backend$n.pid"
 }
@@ -91,7 +92,9 @@ lab_backend_stop() {
 # command line instead of the unified kernel image on the ESP.
 # Sets LAB_QEMU_PID (not for stdio, which runs in the foreground).
 lab_qemu_start() {
-	local img=$1 serial=$2 append=${3:-} accel=tcg
+	local img=$1 serial=$2 append=${3:-} accel=tcg bootindex=0
+	# QEMU's direct kernel boot (-kernel) takes boot index 0 itself.
+	[ -n "$append" ] && bootindex=1
 	if [ -w /dev/kvm ] && [ -r /dev/kvm ]; then accel=kvm; fi
 	cp "$OVMF_VARS" "$LAB_DIR/OVMF_VARS.fd"
 	local args=(
@@ -99,7 +102,7 @@ lab_qemu_start() {
 		-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
 		-drive "if=pflash,format=raw,unit=1,file=$LAB_DIR/OVMF_VARS.fd"
 		-drive "if=none,id=disk,format=raw,file=$img"
-		-device virtio-blk-pci,drive=disk,bootindex=0
+		-device "virtio-blk-pci,drive=disk,bootindex=$bootindex"
 		-netdev tap,id=wan,ifname=lbdt-tw,script=no,downscript=no
 		-device "virtio-net-pci,netdev=wan,mac=$LAB_WAN_MAC"
 		-netdev tap,id=lan,ifname=lbdt-tl,script=no,downscript=no
