@@ -283,13 +283,55 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	}
 	d.addBaseChains(c, existing)
 	d.writeFirewall(c, fw, existing)
-	adds := map[*nftables.Set][]nftables.SetElement{}
+	// Stream the elements out in chunks rather than building one list of
+	// hundreds of thousands first.
+	b := newElementBatcher(c)
 	for _, s := range want {
 		for set, els := range d.elements(s) {
-			adds[set] = append(adds[set], els...)
+			b.add(set, els)
 		}
 	}
-	st.ElementsAdded = d.addElements(c, adds)
+	st.ElementsAdded = b.flush()
+}
+
+// elementBatcher queues set elements and hands them to the connection in
+// chunks of elementChunk per message.
+type elementBatcher struct {
+	c       *nftables.Conn
+	pending map[*nftables.Set][]nftables.SetElement
+	n       int
+}
+
+func newElementBatcher(c *nftables.Conn) *elementBatcher {
+	return &elementBatcher{c: c, pending: map[*nftables.Set][]nftables.SetElement{}}
+}
+
+func (b *elementBatcher) add(set *nftables.Set, els []nftables.SetElement) {
+	for len(els) > 0 {
+		p := b.pending[set]
+		if p == nil {
+			p = make([]nftables.SetElement, 0, elementChunk)
+		}
+		k := min(elementChunk-len(p), len(els))
+		p = append(p, els[:k]...)
+		els = els[k:]
+		b.n += k
+		if len(p) == elementChunk {
+			_ = b.c.SetAddElements(set, p)
+			p = nil
+		}
+		b.pending[set] = p
+	}
+}
+
+func (b *elementBatcher) flush() int {
+	for set, p := range b.pending {
+		if len(p) > 0 {
+			_ = b.c.SetAddElements(set, p)
+		}
+		delete(b.pending, set)
+	}
+	return b.n
 }
 
 func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
@@ -348,8 +390,12 @@ func (d *Dataplane) elements(s *Service) map[*nftables.Set][]nftables.SetElement
 	out := map[*nftables.Set][]nftables.SetElement{
 		svc: {{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chainPrefix + s.Name}}},
 	}
-	for i, b := range s.Slots {
-		out[slots] = append(out[slots], nftables.SetElement{Key: slotKey(s, i), Val: backendValue(b)})
+	if len(s.Slots) > 0 {
+		els := make([]nftables.SetElement, len(s.Slots))
+		for i, b := range s.Slots {
+			els[i] = nftables.SetElement{Key: slotKey(s, i), Val: backendValue(b)}
+		}
+		out[slots] = els
 	}
 	return out
 }
