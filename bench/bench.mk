@@ -5,7 +5,7 @@
 BENCH_DEBS := wrk haproxy nftlb iperf3 nginx nftables iproute2 procps
 BENCH_BIN  := $(OUT)/bench
 BENCH_OUT  := $(if $(filter 1,$(BENCH_QUICK)),$(OUT)/BENCHMARKS-quick.md,BENCHMARKS.md)
-BENCH_ARGS := $(if $(filter 1,$(BENCH_QUICK)),-quick,)
+BENCH_ARGS := $(if $(filter 1,$(BENCH_QUICK)),-quick -json $(OUT)/BENCHMARKS-quick.json,-json bench/BENCHMARKS.json)
 
 .PHONY: bench bench-quick bench-deps
 

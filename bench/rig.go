@@ -296,12 +296,8 @@ func (r *rig) startLBD() error {
 		return err
 	}
 	r.lbd = cmd
-	return r.waitLBD(lbdStartLimit)
+	return r.waitLBD(r.o.startLimit)
 }
-
-// lbdStartLimit bounds how long a cold start may take before the run is
-// given up (a 10,000-service config that parses for minutes, say).
-const lbdStartLimit = 60 * time.Second
 
 func (r *rig) waitLBD(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
@@ -315,7 +311,7 @@ func (r *rig) waitLBD(limit time.Duration) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	b, _ := os.ReadFile(r.lbdLog)
-	return fmt.Errorf("lbd did not come up:\n%s", b)
+	return fmt.Errorf("lbd did not answer on its control socket within %v; its log: %q", limit, b)
 }
 
 func (r *rig) killLBD() {

@@ -233,7 +233,7 @@ func (o *opts) coldStart(n int, reloadOne bool) (ControlRow, []float64, error) {
 		return row, nil, err
 	}
 	r.lbd = cmd
-	if err := r.waitLBD(lbdStartLimit); err != nil {
+	if err := r.waitLBD(o.startLimit); err != nil {
 		return row, nil, err
 	}
 	row.WallMS = float64(time.Since(start)) / 1e6
