@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -80,6 +81,12 @@ func parseTree(data []byte) (*value, error) {
 	}
 	b := &treeBuilder{root: &value{kind: kindTable, tbl: newTable(), pos: Pos{1, 1}}}
 	b.p.Reset(data)
+	b.lineStarts = []int{0}
+	for i, c := range data {
+		if c == '\n' {
+			b.lineStarts = append(b.lineStarts, i+1)
+		}
+	}
 	b.cur = b.root
 	for b.p.NextExpression() {
 		if err := b.expression(b.p.Expression()); err != nil {
@@ -93,14 +100,19 @@ func parseTree(data []byte) (*value, error) {
 }
 
 type treeBuilder struct {
-	p    unstable.Parser
-	root *value
-	cur  *value
+	p          unstable.Parser
+	lineStarts []int
+	root       *value
+	cur        *value
 }
 
+// pos turns a byte range into line:col by binary search over the line
+// starts (go-toml's Shape rescans the document from the start on every
+// call, which made large configs quadratic to parse).
 func (b *treeBuilder) pos(r unstable.Range) Pos {
-	s := b.p.Shape(r)
-	return Pos{s.Start.Line, s.Start.Column}
+	off := int(r.Offset)
+	line := sort.Search(len(b.lineStarts), func(i int) bool { return b.lineStarts[i] > off })
+	return Pos{line, off - b.lineStarts[line-1] + 1}
 }
 
 func (b *treeBuilder) keyParts(n *unstable.Node) ([]string, Pos) {
