@@ -19,8 +19,11 @@ ifeq ($(LBD_PLACEHOLDER)$(wildcard cmd/lbd/*.go),)
 LBD_PLACEHOLDER := 1
 endif
 IMAGE_LBD := $(if $(filter 1,$(LBD_PLACEHOLDER)),image/lbd-placeholder,$(LBD))
+# Which binary the image holds: switching between the placeholder and the
+# real one rebuilds the image even when the timestamps would not.
+IMAGE_LBD_SRC := $(OUT)/lbd.img.source
 
-.PHONY: image image-deps image-tree boot image-test image-clean
+.PHONY: image image-deps image-tree boot image-test image-clean _image_force
 
 image: $(OUT)/lbd.img
 
@@ -38,7 +41,14 @@ $(MKOSI_STAMP): mkosi.conf mkosi.postinst mkosi.finalize | image-deps
 	echo "mkosi: root tree built in $$(( $$(date +%s) - start )) s ($$(du -sh $(MKOSI_ROOT) | cut -f1))"
 	@touch $@
 
-$(OUT)/lbd.img: $(MKOSI_STAMP) image/mkimage.sh $(IMAGE_LBD) $(shell find rootfs 2>/dev/null) | image-deps
+$(IMAGE_LBD_SRC): _image_force
+	@mkdir -p $(@D)
+	@echo '$(IMAGE_LBD)' | cmp -s - $@ || echo '$(IMAGE_LBD)' >$@
+
+_image_force:
+
+$(OUT)/lbd.img: $(MKOSI_STAMP) image/mkimage.sh image/image.mk $(IMAGE_LBD) $(IMAGE_LBD_SRC) \
+		$(shell find rootfs 2>/dev/null) | image-deps
 	@$(if $(filter 1,$(LBD_PLACEHOLDER)),echo "WARNING: image with the placeholder lbd (cmd/lbd has no Go files or LBD_PLACEHOLDER=1)")
 	image/mkimage.sh $(MKOSI_ROOT) $(IMAGE_LBD) $(OUT) $(VERSION)
 
@@ -51,4 +61,4 @@ image-test: $(OUT)/lbd.img
 	image/image-test.sh $(OUT)/lbd.img
 
 image-clean:
-	rm -rf $(OUT)/mkosi $(OUT)/image $(OUT)/lbd.img $(OUT)/lbd.qcow2 $(OUT)/lbd.img.layout
+	rm -rf $(OUT)/mkosi $(OUT)/image $(OUT)/image-test $(OUT)/lbd.img* $(OUT)/lbd.qcow2 $(OUT)/lbd.vmlinuz $(OUT)/lbd.initrd
