@@ -27,7 +27,7 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-test: deps build vet
+test: deps bench-deps build vet
 	LBD_BIN=$(abspath $(LBD)) $(GO) test -count=1 -timeout 30m ./...
 
 demo: deps build
