@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,6 +267,11 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		return err
 	}
 	d.log.Info("data plane applied", "change", st.String(), "took", time.Since(start).Round(time.Microsecond))
+	if st.ElementsAdded > 10000 {
+		// A big apply leaves tens of MB of netlink messages behind; give
+		// them back to the OS now rather than when the GC gets round to it.
+		debug.FreeOSMemory()
+	}
 	d.mu.Lock()
 	d.planned = map[string]lb.Service{}
 	for _, p := range plans {
