@@ -1,12 +1,12 @@
 package lb
 
 import (
-	"slices"
 	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
