@@ -61,13 +61,22 @@ func (h *journalHandler) Handle(ctx context.Context, r slog.Record) error {
 	for _, f := range h.fields {
 		vars[f.name] = f.value
 	}
+	// The details also go into MESSAGE as key=value, so a plain
+	// `journalctl` or the serial console shows the reason, not just
+	// "config refused".
+	msg := strings.Builder{}
+	msg.WriteString(r.Message)
+	for _, f := range h.fields {
+		fmt.Fprintf(&msg, " %s=%s", strings.ToLower(f.name), quoteIfSpace(f.value))
+	}
 	r.Attrs(func(a slog.Attr) bool {
 		for _, f := range flatten(h.prefix, a) {
 			vars[f.name] = f.value
+			fmt.Fprintf(&msg, " %s=%s", strings.ToLower(f.name), quoteIfSpace(f.value))
 		}
 		return true
 	})
-	if err := h.send(r.Message, Priority(r.Level), vars); err != nil {
+	if err := h.send(msg.String(), Priority(r.Level), vars); err != nil {
 		// Keep the entry: stderr of a service still reaches the journal
 		// through its stream, only without the structured fields.
 		_ = h.fallback.Handle(ctx, r)
@@ -167,4 +176,11 @@ func valueString(v slog.Value) string {
 		return v.Time().Format(time.RFC3339Nano)
 	}
 	return v.String()
+}
+
+func quoteIfSpace(v string) string {
+	if strings.ContainsAny(v, " \t\"") {
+		return strconv.Quote(v)
+	}
+	return v
 }

@@ -39,7 +39,8 @@ func TestJournalFieldMapping(t *testing.T) {
 		t.Fatalf("got %d entries, want 4", len(rec.entries))
 	}
 	e := rec.entries[0]
-	if e.msg != "backend down" || e.pri != journal.PriWarning {
+	// MESSAGE carries the details too, for plain journalctl and the serial console.
+	if !strings.HasPrefix(e.msg, "backend down service=web backend=192.0.2.11:8080 reason=\"status 503\"") || e.pri != journal.PriWarning {
 		t.Errorf("entry 0: %q priority %d", e.msg, e.pri)
 	}
 	for k, v := range map[string]string{
