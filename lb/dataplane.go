@@ -402,21 +402,19 @@ func (d *Dataplane) elements(s *Service) map[*nftables.Set][]nftables.SetElement
 }
 
 func (d *Dataplane) addElements(c *nftables.Conn, adds map[*nftables.Set][]nftables.SetElement) int {
-	n := 0
-	for set, els := range adds {
-		for i := 0; i < len(els); i += elementChunk {
-			_ = c.SetAddElements(set, els[i:min(i+elementChunk, len(els))])
-		}
-		n += len(els)
-	}
-	return n
+	return chunked(adds, c.SetAddElements)
 }
 
 func (d *Dataplane) delElements(c *nftables.Conn, dels map[*nftables.Set][]nftables.SetElement) int {
+	return chunked(dels, c.SetDeleteElements)
+}
+
+// chunked hands each set's elements to op elementChunk at a time.
+func chunked(m map[*nftables.Set][]nftables.SetElement, op func(*nftables.Set, []nftables.SetElement) error) int {
 	n := 0
-	for set, els := range dels {
+	for set, els := range m {
 		for i := 0; i < len(els); i += elementChunk {
-			_ = c.SetDeleteElements(set, els[i:min(i+elementChunk, len(els))])
+			_ = op(set, els[i:min(i+elementChunk, len(els))])
 		}
 		n += len(els)
 	}

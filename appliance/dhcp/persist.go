@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"lbd/internal/atomicfile"
 	"net/netip"
 	"os"
-	"path/filepath"
 )
 
 // savedLease is the lease file: enough to ask for the same address after a
@@ -43,19 +43,7 @@ func saveLease(path, ifname string, l Lease) error {
 	if err != nil {
 		return fmt.Errorf("encode lease: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lease-*")
-	if err != nil {
-		return fmt.Errorf("write lease file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write lease file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write lease file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("write lease file: %w", err)
 	}
 	return nil

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"lbd/internal/atomicfile"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -102,19 +102,7 @@ func (o *owned) save(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode netif state: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".netif-state-*")
-	if err != nil {
-		return fmt.Errorf("write netif state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write netif state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write netif state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("write netif state: %w", err)
 	}
 	return nil
