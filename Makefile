@@ -5,7 +5,7 @@ LBD     := $(OUT)/lbd
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit e2e demo deps clean vet fmt
+.PHONY: all build test test-fast demo deps clean vet
 
 all: build
 
@@ -27,7 +27,16 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# The image boot test (QEMU under TCG, four boots) runs last, time-boxed:
+# the whole build + boot test may take at most IMAGE_TEST_BOX seconds.
+IMAGE_TEST_BOX ?= 1800
+
 test: deps bench-deps build vet
+	LBD_BIN=$(abspath $(LBD)) $(GO) test -count=1 -timeout 30m ./...
+	timeout $(IMAGE_TEST_BOX) $(MAKE) --no-print-directory image-test
+
+# test-fast: everything but the image boot test.
+test-fast: deps bench-deps build vet
 	LBD_BIN=$(abspath $(LBD)) $(GO) test -count=1 -timeout 30m ./...
 
 demo: deps build
