@@ -276,5 +276,8 @@ else
 fi
 lab_qemu_stop 90
 
-for r in "${results[@]}"; do case $r in FAIL*) exit 1 ;; esac; done
+npass=0 nfail=0
+for r in "${results[@]}"; do case $r in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac; done
+echo "image-test: $npass passed, $nfail failed"
+[ "$nfail" = 0 ] || exit 1
 exit 0
