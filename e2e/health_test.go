@@ -13,6 +13,27 @@ import (
 	"lbd/internal/lab"
 )
 
+// waitSlots polls lbd status until backend addr of service svc holds a
+// number of slots that ok accepts (the data plane has caught up).
+func (e *env) waitSlots(svc, addr string, ok func(int) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range e.status().Services {
+			for _, b := range s.Backends {
+				if s.Name == svc && b.Address == addr && ok(b.Slots) {
+					return
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("backend %s of %s never reached the expected slot count", addr, svc)
+}
+
+func none(n int) bool { return n == 0 }
+func some(n int) bool { return n > 0 }
+
 // waitState polls lbd status until backend addr of service svc is in
 // state want. The deadline only bounds a broken test; how long the change
 // takes is measured by the benchmarks, not asserted here.
@@ -28,7 +49,10 @@ func (e *env) waitState(svc, addr, want string) status.Backend {
 			for _, b := range s.Backends {
 				if b.Address == addr {
 					last = b
-					if b.State == want {
+					// The health state changes first; the slot rewrite
+					// follows a moment later. A down backend is only
+					// really out once it holds no slot.
+					if b.State == want && (want != "down" || b.Slots == 0) {
 						return b
 					}
 				}
@@ -63,6 +87,7 @@ func TestHealthTCPDownAndUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitState("echo", be2, "up")
+	e.waitSlots("echo", be2, some)
 	counts = e.spread(0, vip4(7000), 30)
 	if counts["be2"] != 10 {
 		t.Fatalf("after be2 came back it should get its share again: %v", counts)
@@ -133,6 +158,7 @@ func TestBackupServers(t *testing.T) {
 	e.lab.StopBackend(2)
 	e.waitState("echo", lab.BackendV4(1)+":7000", "down")
 	e.waitState("echo", lab.BackendV4(2)+":7000", "down")
+	e.waitSlots("echo", lab.BackendV4(3)+":7000", some)
 	if c := e.spread(0, vip4(7000), 10); c["be3"] != 10 {
 		t.Fatalf("with all primaries down the backup serves: %v", c)
 	}
@@ -140,6 +166,7 @@ func TestBackupServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitState("echo", lab.BackendV4(1)+":7000", "up")
+	e.waitSlots("echo", lab.BackendV4(3)+":7000", none)
 	if c := e.spread(0, vip4(7000), 10); c["be1"] != 10 {
 		t.Fatalf("when a primary returns the backup empties: %v", c)
 	}
