@@ -2,7 +2,6 @@ package lb
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"slices"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"lbd/appliance/config"
@@ -419,99 +417,5 @@ func isRefusalKind(k string) bool {
 }
 
 // Per-backend max_connections is not a rule: a full backend must stop
-// getting new flows while the others have room, so its slots move to them
-// (the planner does this for Availability.Full). The daemon polls
-// FullBackends and re-plans when the answer changes.
-
-// BackendRef names one backend of one service.
-type BackendRef struct {
-	Service string
-	Backend netip.AddrPort
-}
-
-// BackendLimit is one backend with a max_connections.
-type BackendLimit struct {
-	BackendRef
-	Endpoint string // the service's Endpoint(), as conntrack shows it
-	Max      int
-}
-
-// BackendLimits lists the backends of cfg that have max_connections.
-func BackendLimits(cfg *config.Config) []BackendLimit {
-	var out []BackendLimit
-	for i := range cfg.Services {
-		cs := &cfg.Services[i]
-		proto := uint8(protoTCP)
-		if cs.Protocol == "udp" {
-			proto = protoUDP
-		}
-		ep := (&Service{VIP: cs.VIPAddr, Proto: proto, Port: uint16(cs.Port)}).Endpoint()
-		for _, b := range cs.Backends {
-			if b.MaxConnections > 0 {
-				out = append(out, BackendLimit{BackendRef: BackendRef{Service: cs.Name, Backend: b.Addr}, Endpoint: ep, Max: b.MaxConnections})
-			}
-		}
-	}
-	return out
-}
-
-// FullBackends dumps conntrack once and returns the limited backends that
-// hold at least their max_connections open flows. No limits: no dump.
-func FullBackends(limits []BackendLimit) (map[BackendRef]bool, error) {
-	if len(limits) == 0 {
-		return nil, nil
-	}
-	eps := map[string]bool{}
-	for _, l := range limits {
-		eps[l.Endpoint] = true
-	}
-	open, err := openConnections(eps)
-	if err != nil {
-		return nil, err
-	}
-	return fullBackends(limits, open), nil
-}
-
-// fullBackends is the decision of FullBackends on given counts.
-func fullBackends(limits []BackendLimit, open map[FlowKey]int) map[BackendRef]bool {
-	out := map[BackendRef]bool{}
-	for _, l := range limits {
-		if open[FlowKey{Endpoint: l.Endpoint, Backend: l.Backend}] >= l.Max {
-			out[l.BackendRef] = true
-		}
-	}
-	return out
-}
-
-// TCP conntrack states that no longer hold a backend's connection slot
-// (the same rule ct count applies).
-const (
-	tcpTimeWait = 7
-	tcpClose    = 8
-)
-
-// openConnections counts, per endpoint and backend, the translated flows
-// that are not closed: TCP in any state but TIME_WAIT and CLOSE (half-open
-// ones count, as they hold the backend's resources), and every UDP flow.
-func openConnections(endpoints map[string]bool) (map[FlowKey]int, error) {
-	out := map[FlowKey]int{}
-	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack dump: %w", err)
-		}
-		for _, f := range flows {
-			if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && (tcp.State == tcpTimeWait || tcp.State == tcpClose) {
-				continue
-			}
-			ep := flowEndpoint(f)
-			if !endpoints[ep] {
-				continue
-			}
-			if be, ok := ipPort(f.Reverse.SrcIP, f.Reverse.SrcPort); ok {
-				out[FlowKey{Endpoint: ep, Backend: be}]++
-			}
-		}
-	}
-	return out, nil
-}
+// getting new flows while the others have room, so its slots move to them.
+// The daemon polls conntrack and sets Availability.Full for the planner.

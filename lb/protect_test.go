@@ -251,24 +251,3 @@ func TestFirewallRulesShape(t *testing.T) {
 		t.Errorf("full: %d input, %d forward rules; want 11, 5", i, f)
 	}
 }
-
-func TestFullBackends(t *testing.T) {
-	be := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-	limits := []BackendLimit{
-		{BackendRef: BackendRef{"web", be("192.0.2.11:80")}, Endpoint: "203.0.113.10/tcp/80", Max: 2},
-		{BackendRef: BackendRef{"web", be("192.0.2.12:80")}, Endpoint: "203.0.113.10/tcp/80", Max: 5},
-	}
-	open := map[FlowKey]int{
-		{Endpoint: "203.0.113.10/tcp/80", Backend: be("192.0.2.11:80")}: 2,
-		{Endpoint: "203.0.113.10/tcp/80", Backend: be("192.0.2.12:80")}: 4,
-	}
-	got := fullBackends(limits, open)
-	if !got[BackendRef{"web", be("192.0.2.11:80")}] || got[BackendRef{"web", be("192.0.2.12:80")}] || len(got) != 1 {
-		t.Fatalf("full = %v, want only 192.0.2.11:80", got)
-	}
-	cfg := &config.Config{Services: []config.Service{{Name: "web", VIPAddr: netip.MustParseAddr("203.0.113.10"), Port: 80, Protocol: "tcp",
-		Backends: []config.Backend{{Addr: be("192.0.2.11:80"), MaxConnections: 2}, {Addr: be("192.0.2.13:80")}}}}}
-	if l := BackendLimits(cfg); len(l) != 1 || l[0].Endpoint != "203.0.113.10/tcp/80" || l[0].Max != 2 {
-		t.Fatalf("BackendLimits = %+v", l)
-	}
-}
