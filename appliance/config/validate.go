@@ -343,9 +343,7 @@ func (v *validator) backend(b *Backend, p string, s *Service) {
 	if w := b.EffectiveWeight(); w < 0 || w > MaxWeight {
 		v.errorf(p+".weight", "%d out of range; expected 0 (drain) to %d", w, MaxWeight)
 	}
-	if b.MaxConnections < 0 {
-		v.errorf(p+".max_connections", "%d out of range; expected 0 (no limit) or more", b.MaxConnections)
-	}
+	v.limit(p+".max_connections", b.MaxConnections)
 	if b.Health != nil {
 		v.health(b.Health, p+".health")
 	}
@@ -461,33 +459,36 @@ func ParseRate(s string) (Rate, error) {
 }
 
 func (v *validator) protection(s *Service, p string) {
-	if s.MaxConnections < 0 {
-		v.errorf(p+".max_connections", "%d out of range; expected 0 (no limit) or more", s.MaxConnections)
-	}
-	if s.NewConnectionRate != "" {
-		r, err := ParseRate(s.NewConnectionRate)
-		if err != nil {
-			v.errorf(p+".new_connection_rate", "%v", err)
-		}
-		s.NewConnRate = r
-	}
+	v.limit(p+".max_connections", s.MaxConnections)
+	s.NewConnRate = v.rate(p+".new_connection_rate", s.NewConnectionRate)
 	if s.Burst < 0 {
 		v.errorf(p+".burst", "%d out of range; expected 0 or more", s.Burst)
 	} else if s.Burst > 0 && s.NewConnectionRate == "" && s.PerClientRate == "" {
 		v.errorf(p+".burst", "only used with new_connection_rate or per_client_rate")
 	}
-	if s.PerClientRate != "" {
-		r, err := ParseRate(s.PerClientRate)
-		if err != nil {
-			v.errorf(p+".per_client_rate", "%v", err)
-		}
-		s.ClientRate = r
-	}
-	if s.PerClientConnections < 0 {
-		v.errorf(p+".per_client_connections", "%d out of range; expected 0 (no limit) or more", s.PerClientConnections)
-	}
+	s.ClientRate = v.rate(p+".per_client_rate", s.PerClientRate)
+	v.limit(p+".per_client_connections", s.PerClientConnections)
 	s.AllowPrefixes = v.prefixes(s.Allow, p+".allow")
 	s.DenyPrefixes = v.prefixes(s.Deny, p+".deny")
+}
+
+// limit checks a connection-count limit: 0 means none.
+func (v *validator) limit(path string, n int) {
+	if n < 0 {
+		v.errorf(path, "%d out of range; expected 0 (no limit) or more", n)
+	}
+}
+
+// rate parses an optional rate key; "" is no limit.
+func (v *validator) rate(path, text string) Rate {
+	if text == "" {
+		return Rate{}
+	}
+	r, err := ParseRate(text)
+	if err != nil {
+		v.errorf(path, "%v", err)
+	}
+	return r
 }
 
 // StatusRanges is expect_status: 200, "200-399", or a list of either.
