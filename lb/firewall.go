@@ -9,7 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // The appliance's own packet filter lives in table lbd next to the NAT

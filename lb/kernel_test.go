@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/internal/lab"
 )
 

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // Availability is what the health side says about one backend of one

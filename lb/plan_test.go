@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 func weighted(ws ...int) []Weighted {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // Protection (limits, allow/deny, throttle) becomes rules at the head of a

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/internal/lab"
 )
 

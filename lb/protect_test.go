@@ -10,7 +10,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // recorder stands in for Conn.AddSet: it gives anonymous sets an ID, as

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // rulesEqual compares by hand; this guard fails when a field is added to

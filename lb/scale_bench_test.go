@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"testing"
 
-	"lbd/appliance/config"
+	"lbd/config"
 )
 
 // scaleConfig is n services of 8 backends each on distinct VIPs.

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/appliance/dhcp"
 	"lbd/appliance/netif"
 	"lbd/appliance/status"

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/appliance/control"
-	"lbd/appliance/daemon"
+	"lbd/daemon"
 	"lbd/appliance/httpstatus"
 	"lbd/appliance/notify"
 	"lbd/appliance/status"

@@ -3,7 +3,7 @@ package daemon
 import (
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/health"
 )
 

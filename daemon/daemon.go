@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"lbd/appliance/config"
+	"lbd/config"
 	"lbd/appliance/control"
 	"lbd/appliance/host"
 	"lbd/appliance/status"
