@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"lbd/appliance/status"
-	"lbd/appliance/sysctl"
 )
 
 // maxErrorLines bounds how many errors of a refused reload the page lists;
@@ -98,8 +97,8 @@ func conntrackLine(f *frame, s status.Snapshot) {
 		f.add(kindOther, sp(plain, "conntrack %d", ct.Count), sp(dim, " (table size unknown)"))
 		return
 	}
-	pct := float64(ct.Count) * 100 / float64(ct.Max)
-	if sysctl.ConntrackHigh(ct.Count, ct.Max) {
+	pct := ct.Percent()
+	if ct.High() {
 		f.add(kindOther, sp(warn, "conntrack %d/%d (%.0f%%) WARNING: NAT table nearly full", ct.Count, ct.Max, pct))
 		return
 	}

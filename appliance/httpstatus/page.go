@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"lbd/appliance/status"
-	"lbd/appliance/sysctl"
 )
 
 // refreshSeconds is the page's auto-refresh period; the console refreshes
@@ -44,8 +43,8 @@ type pageData struct {
 func renderPage(s status.Snapshot) ([]byte, error) {
 	d := pageData{Snapshot: s, Refresh: refreshSeconds}
 	if s.Conntrack.Max > 0 {
-		d.ConntrackPct = float64(s.Conntrack.Count) * 100 / float64(s.Conntrack.Max)
-		d.ConntrackHigh = sysctl.ConntrackHigh(s.Conntrack.Count, s.Conntrack.Max)
+		d.ConntrackPct = s.Conntrack.Percent()
+		d.ConntrackHigh = s.Conntrack.High()
 	}
 	var b bytes.Buffer
 	if err := page.Execute(&b, d); err != nil {

@@ -196,17 +196,6 @@ func TestConntrackUsage(t *testing.T) {
 	}
 }
 
-func TestConntrackHigh(t *testing.T) {
-	for _, c := range []struct {
-		count, max int
-		high       bool
-	}{{89, 100, false}, {90, 100, true}, {100, 100, true}, {0, 0, false}, {235929, 262144, false}, {235930, 262144, true}} {
-		if got := ConntrackHigh(c.count, c.max); got != c.high {
-			t.Errorf("ConntrackHigh(%d, %d) = %v", c.count, c.max, got)
-		}
-	}
-}
-
 func TestDocListsEveryKey(t *testing.T) {
 	d := Doc()
 	for _, k := range keys {

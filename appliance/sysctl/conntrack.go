@@ -3,11 +3,15 @@ package sysctl
 import (
 	"fmt"
 	"strconv"
+
+	"lbd/appliance/status"
 )
 
-// ConntrackWarnPercent is the table fill level from which lbd warns: past
-// it new flows soon get dropped ("nf_conntrack: table full").
-const ConntrackWarnPercent = 90
+// ConntrackWarnPercent is status.ConntrackWarnPercent.
+//
+// Deprecated: use status.ConntrackWarnPercent. Kept only until daemon/
+// stops calling it; the threshold itself is defined once, in status.
+const ConntrackWarnPercent = status.ConntrackWarnPercent
 
 // ConntrackUsage reads the number of tracked flows and the table size of
 // the caller's network namespace. nf_conntrack_max is global, so in a child
@@ -28,9 +32,12 @@ func conntrackUsage(root string) (count, max int, err error) {
 	return count, max, nil
 }
 
-// ConntrackHigh reports whether count has reached ConntrackWarnPercent of max.
+// ConntrackHigh is status.Conntrack.High.
+//
+// Deprecated: use status.Conntrack{Count: count, Max: max}.High(). Kept
+// only until daemon/ stops calling it.
 func ConntrackHigh(count, max int) bool {
-	return max > 0 && count*100 >= max*ConntrackWarnPercent
+	return status.Conntrack{Count: count, Max: max}.High()
 }
 
 func readInt(root, name string) (int, error) {
