@@ -44,7 +44,7 @@ type Config struct {
 type ReloadStats struct {
 	OK     int       `json:"ok"`
 	Failed int       `json:"failed"`
-	LastAt time.Time `json:"last_at,omitempty"`
+	LastAt time.Time `json:"last_at,omitzero"`
 }
 
 // Service is one VIP service.
@@ -84,7 +84,7 @@ type Backend struct {
 	Slots             int       `json:"slots"`
 	LastCheck         string    `json:"last_check,omitempty"`
 	LastCheckLatency  float64   `json:"last_check_latency_seconds"`
-	LastTransition    time.Time `json:"last_transition,omitempty"`
+	LastTransition    time.Time `json:"last_transition,omitzero"`
 	ChecksPassed      uint64    `json:"checks_passed"`
 	ChecksFailed      uint64    `json:"checks_failed"`
 }
@@ -97,7 +97,7 @@ type NIC struct {
 	LinkUp      bool      `json:"link_up"`
 	Addresses   []string  `json:"addresses"`
 	DHCP        bool      `json:"dhcp"`
-	LeaseExpiry time.Time `json:"lease_expiry,omitempty"`
+	LeaseExpiry time.Time `json:"lease_expiry,omitzero"`
 }
 
 // Conntrack reports NAT table usage.
