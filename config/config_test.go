@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lbd/health"
 )
 
 const good = `
@@ -60,11 +62,11 @@ func TestParseGood(t *testing.T) {
 	if web.Backends[0].EffectiveWeight() != 2 || web.Backends[1].EffectiveWeight() != 1 {
 		t.Errorf("weights wrong")
 	}
-	h := web.Health
-	if h.Interval.D() != 2*time.Second || h.Timeout.D() != time.Second || h.Rise != 2 || h.Fall != 3 {
+	h := web.Health.Spec()
+	if h.Interval != 2*time.Second || h.Timeout != time.Second || h.Rise != 2 || h.Fall != 3 {
 		t.Errorf("health defaults: %+v", h)
 	}
-	if len(h.ExpectStatus) != 2 || h.ExpectStatus[1] != [2]int{204, 299} {
+	if len(h.ExpectStatus) != 2 || h.ExpectStatus[1] != (health.StatusRange{Min: 204, Max: 299}) {
 		t.Errorf("expect_status: %v", h.ExpectStatus)
 	}
 	dns := c.Services[1]

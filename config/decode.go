@@ -52,6 +52,16 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// ParseDuration reads a Duration as written in lb.toml: a Go duration
+// string ("500ms", "2s", "1h"), never negative.
+func ParseDuration(s string) (Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q; expected a non-negative duration such as \"500ms\", \"2s\" or \"1h\"", s)
+	}
+	return Duration(d), nil
+}
+
 // decoder fills tagged structs from the positioned tree, recording every
 // mismatch instead of stopping at the first.
 type decoder struct {
@@ -123,9 +133,9 @@ func (d *decoder) decodeValue(v *value, fv reflect.Value, path string) {
 			d.errorf(v.pos, path, "expected a duration string such as \"500ms\", \"2s\" or \"1h\", got %s", v.kind)
 			return
 		}
-		dur, err := time.ParseDuration(v.s)
-		if err != nil || dur < 0 {
-			d.errorf(v.pos, path, "bad duration %q; expected a non-negative duration such as \"500ms\", \"2s\" or \"1h\"", v.s)
+		dur, err := ParseDuration(v.s)
+		if err != nil {
+			d.errorf(v.pos, path, "%v", err)
 			return
 		}
 		fv.SetInt(int64(dur))

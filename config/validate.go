@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"lbd/health"
 )
 
 // Limits users may rely on.
@@ -26,9 +24,6 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // Schedulers lbd knows.
 var Schedulers = []string{"rr", "random", "sh", "mh"}
-
-// HealthTypes lbd knows.
-var HealthTypes = []string{"tcp", "http", "https", "udp", "exec", "none"}
 
 type validator struct {
 	seen map[string]Pos
@@ -254,10 +249,10 @@ func (v *validator) service(s *Service, p string, ifaces map[string]bool, haveIf
 	}
 	if s.VIP == "" {
 		v.errorf(p, "missing key \"vip\"; expected the virtual IP clients connect to")
-	} else if a, err := netip.ParseAddr(s.VIP); err != nil || a.Zone() != "" {
-		v.errorf(p+".vip", "bad VIP %q; expected an IPv4 or IPv6 address", s.VIP)
+	} else if a, err := parseVIP(s.VIP); err != nil {
+		v.errorf(p+".vip", "%v", err)
 	} else {
-		s.VIPAddr = a.Unmap()
+		s.VIPAddr = a
 	}
 	if s.Port == 0 {
 		v.errorf(p, "missing key \"port\"; expected the service port 1-65535")
@@ -349,6 +344,16 @@ func (v *validator) backend(b *Backend, p string, s *Service) {
 	}
 }
 
+// parseVIP reads a service address: IPv4 or IPv6, no zone; an IPv4-mapped
+// IPv6 address is taken as the IPv4 address it maps.
+func parseVIP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("bad VIP %q; expected an IPv4 or IPv6 address", s)
+	}
+	return a.Unmap(), nil
+}
+
 // parseBackendAddr accepts "a.b.c.d", "a.b.c.d:port", "[v6]:port" and a bare v6.
 func parseBackendAddr(s string, defPort int) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
@@ -366,60 +371,6 @@ func parseBackendAddr(s string, defPort int) (netip.AddrPort, error) {
 		}
 	}
 	return netip.AddrPort{}, fmt.Errorf("bad address %q; expected IP or IP:port such as \"192.0.2.11:8080\" or \"[2001:db8::11]:8080\" (host names are not resolved)", s)
-}
-
-func (v *validator) health(h *Health, p string) {
-	if h.Type == "" {
-		h.Type = "tcp"
-	} else if !oneOf(h.Type, HealthTypes) {
-		v.errorf(p+".type", "unknown check type %q; expected one of %s", h.Type, strings.Join(HealthTypes, ", "))
-	}
-	if h.Port < 0 || h.Port > 65535 {
-		v.errorf(p+".port", "%d out of range; expected 1 to 65535 (0 = backend port)", h.Port)
-	}
-	if h.Interval == 0 {
-		h.Interval = Duration(2 * time.Second)
-	} else if h.Interval.D() < 10*time.Millisecond {
-		v.errorf(p+".interval", "%s is too short; expected at least 10ms", h.Interval.D())
-	}
-	if h.Timeout == 0 {
-		h.Timeout = Duration(time.Second)
-		if h.Timeout > h.Interval {
-			h.Timeout = h.Interval
-		}
-	} else if h.Timeout > h.Interval {
-		v.errorf(p+".timeout", "%s is longer than the interval %s; expected timeout <= interval", h.Timeout.D(), h.Interval.D())
-	}
-	if h.Rise == 0 {
-		h.Rise = 2
-	} else if h.Rise < 1 || h.Rise > 100 {
-		v.errorf(p+".rise", "%d out of range; expected 1 to 100", h.Rise)
-	}
-	if h.Fall == 0 {
-		h.Fall = 3
-	} else if h.Fall < 1 || h.Fall > 100 {
-		v.errorf(p+".fall", "%d out of range; expected 1 to 100", h.Fall)
-	}
-	if h.Type == "exec" && len(h.Command) == 0 {
-		v.errorf(p, "exec check needs \"command\", an argv list such as [\"/usr/local/bin/check\", \"--fast\"]")
-	}
-	if h.Type != "exec" && len(h.Command) > 0 {
-		v.errorf(p+".command", "only used by type = \"exec\"")
-	}
-	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
-		v.errorf(p+".path", "bad path %q; expected it to start with '/'", h.Path)
-	}
-	if (h.Path != "" || h.Host != "" || len(h.ExpectStatus) > 0 || h.ExpectBody != "") && h.Type != "http" && h.Type != "https" {
-		v.errorf(p+".type", "path/host/expect_status/expect_body need type = \"http\" or \"https\", not %q", h.Type)
-	}
-	if h.Payload != "" {
-		if _, err := health.ParsePayload(h.Payload); err != nil {
-			v.errorf(p+".payload", "%v", err)
-		}
-	}
-	if (h.Payload != "" || h.Expect != "") && h.Type != "udp" {
-		v.errorf(p+".type", "payload/expect need type = \"udp\", not %q", h.Type)
-	}
 }
 
 // Rate is a packets-per-interval limit such as "500/s".
@@ -489,39 +440,4 @@ func (v *validator) rate(path, text string) Rate {
 		v.errorf(path, "%v", err)
 	}
 	return r
-}
-
-// StatusRanges is expect_status: 200, "200-399", or a list of either.
-type StatusRanges [][2]int
-
-func (sr *StatusRanges) decodeTOML(v *value) error {
-	items := []*value{v}
-	if v.kind == kindArray {
-		items = v.arr
-	}
-	for _, it := range items {
-		var lo, hi int
-		switch it.kind {
-		case kindInt:
-			lo, hi = int(it.i), int(it.i)
-		case kindString:
-			a, b, isRange := strings.Cut(it.s, "-")
-			var err1, err2 error
-			lo, err1 = strconv.Atoi(strings.TrimSpace(a))
-			hi = lo
-			if isRange {
-				hi, err2 = strconv.Atoi(strings.TrimSpace(b))
-			}
-			if err1 != nil || err2 != nil {
-				return fmt.Errorf("bad status %q; expected a code such as 200 or a range such as \"200-399\"", it.s)
-			}
-		default:
-			return fmt.Errorf("expected a status code, a range string such as \"200-399\", or a list of them, got %s", it.kind)
-		}
-		if lo < 100 || hi > 599 || lo > hi {
-			return fmt.Errorf("status range %d-%d out of bounds; expected codes 100 to 599, low <= high", lo, hi)
-		}
-		*sr = append(*sr, [2]int{lo, hi})
-	}
-	return nil
 }

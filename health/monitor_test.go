@@ -213,9 +213,10 @@ func TestMonitorSetKeepsState(t *testing.T) {
 	}
 
 	// Another fall makes another check: a fresh machine in its initial
-	// state (up), which a fall of 1000 will not leave during this test.
+	// state (up), which a fall of 100 (the most a spec allows) will not
+	// leave during the few milliseconds this test still runs.
 	changed := web
-	changed.Spec.Fall = 1000
+	changed.Spec.Fall = MaxRiseFall
 	if err := m.Set([]Target{changed}); err != nil {
 		t.Fatal(err)
 	}

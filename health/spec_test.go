@@ -41,7 +41,7 @@ func TestValidate(t *testing.T) {
 		{"none", Spec{Type: TypeNone}, ""},
 		{"exec", Spec{Type: TypeExec, Command: []string{"/bin/true"}}, ""},
 		{"missing type", Spec{}, "type: missing"},
-		{"unknown type", Spec{Type: "icmp"}, `type: "icmp" is unknown`},
+		{"unknown type", Spec{Type: "icmp"}, `type: unknown check type "icmp"`},
 		{"exec without command", Spec{Type: TypeExec}, "command:"},
 		{"path without slash", Spec{Type: TypeHTTP, Path: "healthz"}, "path:"},
 		{"bad range", Spec{Type: TypeHTTPS, ExpectStatus: []StatusRange{{399, 200}}}, "expect_status: 399-200 is an empty range"},
