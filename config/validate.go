@@ -121,9 +121,8 @@ func (v *validator) appliance(a *Appliance) {
 			v.errorf("appliance.status_listen", "bad address %q; expected ip:port such as \"192.0.2.1:9100\" or \"[2001:db8::1]:9100\"", a.StatusListen)
 		}
 	}
-	if a.StateDir == "" {
-		a.StateDir = "/var/lib/lbd"
-	}
+	// state_dir stays empty when unset: the daemon resolves the state
+	// directory once, with LBD_STATE_DIR first (daemon.resolveStateDir).
 	if a.Hostname != "" && !nameRE.MatchString(a.Hostname) {
 		v.errorf("appliance.hostname", "bad hostname %q; expected letters, digits, '-', '.'", a.Hostname)
 	}
@@ -137,9 +136,13 @@ func (v *validator) conntrack(c *Conntrack) {
 		key string
 		val Duration
 	}{{"tcp_established_timeout", c.TCPEstablishedTimeout}, {"tcp_time_wait_timeout", c.TCPTimeWaitTimeout},
+		{"tcp_close_wait_timeout", c.TCPCloseWaitTimeout}, {"tcp_fin_wait_timeout", c.TCPFinWaitTimeout},
 		{"udp_timeout", c.UDPTimeout}, {"udp_stream_timeout", c.UDPStreamTimeout}} {
-		if d.val != 0 && d.val.D() < time.Second {
+		switch {
+		case d.val != 0 && d.val.D() < time.Second:
 			v.errorf("conntrack."+d.key, "%s is too short; expected at least 1s", d.val.D())
+		case d.val.D() > maxSysctlSeconds*time.Second:
+			v.errorf("conntrack."+d.key, "%s is too long for the kernel (an int of jiffies); expected at most %s", d.val.D(), maxSysctlSeconds*time.Second)
 		}
 	}
 }
@@ -284,6 +287,9 @@ func (v *validator) service(s *Service, p string, ifaces map[string]bool, haveIf
 			v.errorf(p+".slots", "%d is not prime; the consistent-hash schedulers need a prime slot count such as 251 or 1021", s.Slots)
 		}
 	}
+	if d := s.Persistence.D(); d > 0 && d < minSetTimeout {
+		v.errorf(p+".persistence", "%s is too short; expected 0 (off) or at least %s (the kernel keeps set timeouts in milliseconds)", d, minSetTimeout)
+	}
 	if s.OnEmpty == "" {
 		s.OnEmpty = "reject"
 	} else if s.OnEmpty != "reject" && s.OnEmpty != "drop" {
@@ -412,21 +418,26 @@ func ParseRate(s string) (Rate, error) {
 func (v *validator) protection(s *Service, p string) {
 	v.limit(p+".max_connections", s.MaxConnections)
 	s.NewConnRate = v.rate(p+".new_connection_rate", s.NewConnectionRate)
-	if s.Burst < 0 {
-		v.errorf(p+".burst", "%d out of range; expected 0 or more", s.Burst)
-	} else if s.Burst > 0 && s.NewConnectionRate == "" && s.PerClientRate == "" {
-		v.errorf(p+".burst", "only used with new_connection_rate or per_client_rate")
-	}
 	s.ClientRate = v.rate(p+".per_client_rate", s.PerClientRate)
+	switch {
+	case s.Burst < 0 || s.Burst > maxU32:
+		v.errorf(p+".burst", "%d out of range; expected 0 (kernel default) to %d", s.Burst, maxU32)
+	case s.Burst > 0 && s.NewConnectionRate == "" && s.PerClientRate == "":
+		v.errorf(p+".burst", "only used with new_connection_rate or per_client_rate")
+	default:
+		v.checkLimit(p, "new_connection_rate", s.NewConnRate, s.Burst, false)
+		v.checkLimit(p, "per_client_rate", s.ClientRate, s.Burst, true)
+	}
 	v.limit(p+".per_client_connections", s.PerClientConnections)
 	s.AllowPrefixes = v.prefixes(s.Allow, p+".allow")
 	s.DenyPrefixes = v.prefixes(s.Deny, p+".deny")
 }
 
-// limit checks a connection-count limit: 0 means none.
+// limit checks a connection-count limit: 0 means none. The kernel's
+// "ct count" takes 32 bits.
 func (v *validator) limit(path string, n int) {
-	if n < 0 {
-		v.errorf(path, "%d out of range; expected 0 (no limit) or more", n)
+	if n < 0 || n > maxU32 {
+		v.errorf(path, "%d out of range; expected 0 (no limit) to %d", n, maxU32)
 	}
 }
 
