@@ -61,7 +61,10 @@ func decode(t *testing.T, s Snapshot) map[string]any {
 
 // TestJSONKeys pins the key names of every object in the document: they
 // are the interface of `lbd status --json` and /status.json, which scripts
-// and monitoring read, so a renamed Go field must not rename a key.
+// and monitoring read, so a renamed Go field must not rename or drop a key.
+// New keys may appear (readers ignore what they do not know), but every key
+// must be snake_case: a field added without a json tag would show up as
+// "LastError" beside "last_error".
 func TestJSONKeys(t *testing.T) {
 	m := decode(t, fullSnapshot())
 	svc := m["services"].([]any)[0].(map[string]any)
@@ -79,14 +82,32 @@ func TestJSONKeys(t *testing.T) {
 		{"conntrack", m["conntrack"], "count max"},
 		{"reloads", m["reloads"], "failed last_at ok"},
 	} {
-		if got := strings.Join(keysOf(t, c.obj), " "); got != c.want {
-			t.Errorf("%s keys:\n got %s\nwant %s", c.name, got, c.want)
+		have := map[string]bool{}
+		for _, k := range keysOf(t, c.obj) {
+			have[k] = true
+			if !snakeCase(k) {
+				t.Errorf("%s key %q is not snake_case (missing json tag?)", c.name, k)
+			}
+		}
+		for _, k := range strings.Fields(c.want) {
+			if !have[k] {
+				t.Errorf("%s lacks key %q", c.name, k)
+			}
 		}
 	}
 	cfg := m["config"].(map[string]any)
 	if cfg["path"] != "/etc/lbd/lb.toml" || cfg["loaded_at"] != "2024-05-01T12:01:00Z" || cfg["last_error"] != "lb.toml:3:1: bad" {
 		t.Errorf("config = %v", cfg)
 	}
+}
+
+func snakeCase(k string) bool {
+	for _, r := range k {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return k != ""
 }
 
 // TestJSONHealthyConfig checks what a reader sees when nothing went wrong:
