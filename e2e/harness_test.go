@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,18 +138,43 @@ func (e *env) startLBD() {
 	e.t.Fatalf("lbd did not come up")
 }
 
-// stopLBD ends lbd: SIGKILL when kill, else SIGTERM.
+// stopLBD ends lbd: SIGKILL when kill, else SIGTERM (what systemd sends
+// on stop), after which lbd must exit with status 0; anything else fails
+// the test.
 func (e *env) stopLBD(kill bool) {
 	if e.lbd == nil || e.lbd.Process == nil {
 		return
 	}
-	if kill {
-		_ = e.lbd.Process.Kill()
-	} else {
-		_ = e.lbd.Process.Signal(os.Interrupt)
-	}
-	_, _ = e.lbd.Process.Wait()
+	cmd := e.lbd
 	e.lbd = nil
+	if kill {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return
+	}
+	if err := terminate(cmd, time.Minute); err != nil {
+		e.t.Errorf("lbd on SIGTERM: %v", err)
+	}
+}
+
+// terminate sends SIGTERM and waits for the exit: nil only for exit status
+// 0. After wait (a bound for a hung process, not a timing assertion) it
+// kills the process and says so. cmd.Wait, not Process.Wait, so that
+// ProcessState is set and lab.Close does not signal a reaped pid.
+func terminate(cmd *exec.Cmd, wait time.Duration) error {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("still running %s after SIGTERM; killed", wait)
+	}
 }
 
 func (e *env) status() status.Snapshot {
