@@ -46,12 +46,44 @@ func TestWeightsThreeToOne(t *testing.T) {
 			e.writeConfig(svcHeader("echo", lab.VIPv4, 7000, fmt.Sprintf("scheduler = %q", sched)) +
 				backends(7000, 1) + "  weight = 3\n" + backends(7000, 2) + "  weight = 1\n")
 			e.startLBD()
-			counts := e.spread(0, vip4(7000), 400)
-			share := float64(counts["be1"]) / 400
-			if math.Abs(share-0.75) > 0.10*0.75 {
-				t.Fatalf("weight 3:1 should give be1 75%% ±10%%, got %v (%.1f%%)", counts, share*100)
+			svc := e.status().Services[0]
+			m, s1 := svc.Slots, svc.Backends[0].Slots
+			if m == 0 || s1+svc.Backends[1].Slots != m {
+				t.Fatalf("every slot should belong to a backend: %+v", svc)
 			}
-			t.Logf("%s: %v", sched, counts)
+			if sched == "rr" {
+				// rr is a counter over M slots that are filled 3:1
+				// exactly (M is a multiple of the weight sum), so any
+				// run of k*M new connections gives each backend exactly
+				// k times its slots, wherever the counter starts.
+				if s1*4 != m*3 {
+					t.Fatalf("rr: be1 should hold exactly 3/4 of %d slots, holds %d", m, s1)
+				}
+				n := m * (1 + 400/m)
+				counts := e.spread(0, vip4(7000), n)
+				if counts["be1"] != n*3/4 || counts["be2"] != n/4 {
+					t.Fatalf("rr 3:1 over %d connections must be exactly %d/%d, got %v", n, n*3/4, n/4, counts)
+				}
+				return
+			}
+			// random draws a slot uniformly, and mh hashes each new
+			// source port: both pick be1 with probability p = its slot
+			// share (exactly 3/4 for random; the Maglev table's share for
+			// mh, which only approximates the weights). The count is then
+			// binomial: a 5-sigma bound fails a correct scheduler about
+			// once in 1.7 million runs, yet catches a share off by a few
+			// percent (5 sigma of 400 at p = 3/4 is 43 connections, 11%).
+			if sched == "mh" && math.Abs(float64(s1)/float64(m)-0.75) > 0.05 {
+				t.Fatalf("mh: be1's Maglev share should be near 3/4, got %d of %d slots", s1, m)
+			}
+			const n = 400
+			p := float64(s1) / float64(m)
+			counts := e.spread(0, vip4(7000), n)
+			want, sigma := n*p, math.Sqrt(n*p*(1-p))
+			if got := float64(counts["be1"]); math.Abs(got-want) > 5*sigma {
+				t.Fatalf("%s: be1 should get %.0f ± %.0f (5 sigma) of %d, got %v", sched, want, 5*sigma, n, counts)
+			}
+			t.Logf("%s: %v (be1 expected %.0f, sigma %.1f)", sched, counts, want, sigma)
 		})
 	}
 }
@@ -216,6 +248,43 @@ func TestPersistence(t *testing.T) {
 	}
 	if out := e.nft("list", "map", "inet", "lbd", "persist4"); !strings.Contains(out, "198.51.100.100") {
 		t.Fatalf("persist4 should hold the clients:\n%s", out)
+	}
+}
+
+// TestPersistenceExpires: a client that made no new connection for longer
+// than persistence is scheduled afresh.
+func TestPersistenceExpires(t *testing.T) {
+	e := newEnv(t, 2, 1)
+	clients := addClients(t, e, 4)
+	a, fresh := clients[0], clients[1:]
+	e.writeConfig(svcHeader("echo", lab.VIPv4, 7000, `persistence = "2s"`) + backends(7000, 1, 2))
+	e.startLBD()
+	first := askFrom(t, e, a, vip4(7000))
+	if out := e.nft("list", "map", "inet", "lbd", "persist4"); !strings.Contains(out, a) {
+		t.Fatalf("persist4 should hold client %s:\n%s", a, out)
+	}
+	// The kernel times the element out: wait until it is gone (2 s after
+	// the last new connection; the minute bounds a broken test).
+	waitFor(t, "persistence of "+a+" expired in persist4", func() bool {
+		return !strings.Contains(e.nft("list", "map", "inet", "lbd", "persist4"), a)
+	})
+	// Put the round robin where its next fresh pick is the other backend:
+	// new clients take consecutive picks (rr alternates over 2 backends)
+	// until one lands on a's old backend.
+	positioned := false
+	for _, c := range fresh {
+		if askFrom(t, e, c, vip4(7000)) == first {
+			positioned = true
+			break
+		}
+	}
+	if !positioned {
+		t.Fatalf("%d new clients never reached %s: rr over 2 backends should alternate", len(fresh), first)
+	}
+	// Still persisted, a would return to first; expired, it gets the
+	// next pick.
+	if got := askFrom(t, e, a, vip4(7000)); got == first {
+		t.Fatalf("client %s still went to %s after its 2s persistence expired", a, first)
 	}
 }
 
