@@ -2,6 +2,7 @@ package sysctl
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"testing"
@@ -19,9 +20,7 @@ func inFreshNetns(t *testing.T, fn func()) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP: needs root to create a network namespace (run the tests as root)")
 	}
-	if _, err := os.Stat(keyPath(procSys, "net.netfilter.nf_conntrack_count")); err != nil {
-		t.Skipf("SKIP: nf_conntrack is not loaded on this host (%v); load it (e.g. any nftables ct rule) to run this test", err)
-	}
+	ensureConntrack(t)
 	host, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +41,24 @@ func inFreshNetns(t *testing.T, fn func()) {
 		fn()
 	}()
 	<-done
+}
+
+// ensureConntrack loads nf_conntrack when its sysctls are missing. A
+// machine without it is a machine lbd cannot run on, so this is a failure,
+// never a skip: a skip here would hide the whole conntrack half of Apply.
+func ensureConntrack(t *testing.T) {
+	t.Helper()
+	key := keyPath(procSys, "net.netfilter.nf_conntrack_count")
+	if _, err := os.Stat(key); err == nil {
+		return
+	}
+	out, err := exec.Command("modprobe", "nf_conntrack").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nf_conntrack is not loaded and modprobe nf_conntrack failed: %v: %s", err, out)
+	}
+	if _, err := os.Stat(key); err != nil {
+		t.Fatalf("modprobe nf_conntrack succeeded but %s is still missing: %v", key, err)
+	}
 }
 
 func TestApplyInNetns(t *testing.T) {
