@@ -17,9 +17,22 @@ $(LBD): $(shell find . -name '*.go' -not -path './out/*') go.mod go.sum
 
 # Debian packages the tests use as real peers (nft for inspecting the ruleset
 # in tests only; lbd itself never runs it).
-TEST_DEBS := nftables conntrack iproute2 dnsmasq-base socat procps
+TEST_DEBS := nftables conntrack iproute2 dnsmasq-base socat procps kmod
 
-deps:
+# gotestsum runs go test and closes with its own summary: every skipped
+# test with its reason, every failure with its output, then the line
+# "DONE N tests, N skipped, N failures in Ts" that CI parses. Plain go test
+# without -v hides skips; with -v the few lines that matter drown.
+GOTESTSUM_VERSION := v1.13.0
+GOTESTSUM := $(abspath $(OUT))/tools/gotestsum-$(GOTESTSUM_VERSION)
+GOTEST := LBD_BIN=$(abspath $(LBD)) $(GOTESTSUM) --format pkgname --format-icons text -- -count=1 -timeout 30m ./...
+
+$(GOTESTSUM):
+	@mkdir -p $(dir $@)
+	GOBIN=$(abspath $(OUT))/tools $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
+	mv $(abspath $(OUT))/tools/gotestsum $@
+
+deps: $(GOTESTSUM)
 	@./scripts/apt-ensure $(TEST_DEBS)
 	$(GO) mod download
 
@@ -32,12 +45,12 @@ vet:
 IMAGE_TEST_BOX ?= 1800
 
 test: deps bench-deps build vet
-	LBD_BIN=$(abspath $(LBD)) $(GO) test -count=1 -timeout 30m ./...
+	$(GOTEST)
 	timeout $(IMAGE_TEST_BOX) $(MAKE) --no-print-directory image-test
 
 # test-fast: everything but the image boot test.
 test-fast: deps bench-deps build vet
-	LBD_BIN=$(abspath $(LBD)) $(GO) test -count=1 -timeout 30m ./...
+	$(GOTEST)
 
 demo: deps build
 	./scripts/demo $(abspath $(LBD))
