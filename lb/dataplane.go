@@ -164,7 +164,7 @@ func (d *Dataplane) apply(services []Service, fw *Firewall) (ApplyStats, error) 
 	defer d.mu.Unlock()
 	wantFW := d.fw
 	if fw != nil {
-		wantFW = fw.normalized()
+		wantFW = fw.Normalized()
 	}
 	want := make(map[string]*Service, len(services))
 	for i := range services {

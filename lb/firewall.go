@@ -9,7 +9,6 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"lbd/config"
 )
 
 // The appliance's own packet filter lives in table lbd next to the NAT
@@ -55,10 +54,10 @@ type Firewall struct {
 	AllowForward []netip.Prefix
 }
 
-// normalized returns fw in a canonical form (sorted, no duplicates, zero
+// Normalized returns fw in a canonical form (sorted, no duplicates, zero
 // when disabled), so two firewalls that mean the same compare equal and a
 // reload that does not change it writes nothing.
-func (fw Firewall) normalized() Firewall {
+func (fw Firewall) Normalized() Firewall {
 	if !fw.Enabled {
 		return Firewall{}
 	}
@@ -87,35 +86,6 @@ func (fw Firewall) normalized() Firewall {
 
 // SSHPort is the management port of a login service, always listed.
 const SSHPort = 22
-
-// FirewallFor derives the firewall from a config: on when the config has
-// [[interface]] sections (a real appliance) unless [firewall] enabled says
-// otherwise; off by default without interfaces (tests and labs, where lbd
-// touches no NIC). WAN defaults to the interfaces services put their VIPs
-// on. Management ports are ssh and the status page's port.
-func FirewallFor(cfg *config.Config) Firewall {
-	fwc := cfg.Firewall
-	enabled := len(cfg.Interfaces) > 0
-	if fwc.Enabled != nil {
-		enabled = *fwc.Enabled
-	}
-	if !enabled {
-		return Firewall{}
-	}
-	fw := Firewall{Enabled: true, WAN: append([]string(nil), fwc.WAN...),
-		AdminNetworks: fwc.AdminPrefixes, AllowForward: fwc.ForwardPrefixes, ManagementPorts: []uint16{SSHPort}}
-	if len(fw.WAN) == 0 {
-		for _, s := range cfg.Services {
-			if s.Interface != "" {
-				fw.WAN = append(fw.WAN, s.Interface)
-			}
-		}
-	}
-	if ap, err := netip.ParseAddrPort(cfg.Appliance.StatusListen); err == nil {
-		fw.ManagementPorts = append(fw.ManagementPorts, ap.Port())
-	}
-	return fw.normalized()
-}
 
 // writeFirewall adds to the batch what makes the kernel's filter chains
 // match fw; present says which of them the kernel has now.

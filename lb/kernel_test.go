@@ -1,14 +1,12 @@
 package lb
 
 import (
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
-	"lbd/config"
 	"lbd/internal/lab"
 )
 
@@ -29,13 +27,14 @@ func labserver(t *testing.T) string {
 	return bin
 }
 
-func svcConfig(t *testing.T, text string) *config.Config {
-	t.Helper()
-	c, err := config.Parse("test.toml", []byte(text))
-	if err != nil {
-		t.Fatal(err)
+// spec is a service of the lab on port 7000 whose backends listen on 7000.
+func spec(name, vip, sched string, backends ...string) ServiceSpec {
+	s := ServiceSpec{Name: name, VIP: netip.MustParseAddr(vip), Proto: protoTCP, Port: 7000,
+		Scheduler: sched, SNAT: true, OnEmpty: "reject"}
+	for _, b := range backends {
+		s.Backends = append(s.Backends, BackendSpec{Addr: netip.AddrPortFrom(netip.MustParseAddr(b), 7000), Weight: 1})
 	}
-	return c
+	return s
 }
 
 // TestDataplaneRoundRobinV4 programs a namespace directly through the
@@ -56,19 +55,10 @@ func TestDataplaneRoundRobinV4(t *testing.T) {
 	}
 	defer f.Close()
 	dp := NewInNetNS(int(f.Fd()))
-	cfg := svcConfig(t, fmt.Sprintf(`
-[[service]]
-name = "echo"
-vip = %q
-port = 7000
-backend = [{address = "%s"}, {address = "%s"}, {address = "%s"}]
-[[service]]
-name = "echo6"
-vip = %q
-port = 7000
-scheduler = "sh"
-backend = [{address = "%s"}, {address = "%s"}]
-`, lab.VIPv4, lab.BackendV4(1), lab.BackendV4(2), lab.BackendV4(3), lab.VIPv6, lab.BackendV6(1), lab.BackendV6(2)))
+	cfg := []ServiceSpec{
+		spec("echo", lab.VIPv4, "rr", lab.BackendV4(1), lab.BackendV4(2), lab.BackendV4(3)),
+		spec("echo6", lab.VIPv6, "sh", lab.BackendV6(1), lab.BackendV6(2)),
+	}
 	st, err := dp.Apply(Plan(cfg, nil))
 	if err != nil {
 		t.Fatal(err)

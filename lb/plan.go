@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	"lbd/config"
 )
 
 // Availability is what the health side says about one backend of one
@@ -43,13 +41,61 @@ type Service struct {
 // Protection holds the per-service limits that become rules.
 type Protection struct {
 	MaxConnections       int
-	Rate                 config.Rate
+	Rate                 Rate
 	Burst                int
-	ClientRate           config.Rate
+	ClientRate           Rate
 	PerClientConnections int
 	Allow, Deny          []netip.Prefix
 	// Throttle is a runtime emergency rate, in force until lifted or reload.
-	Throttle config.Rate
+	Throttle Rate
+}
+
+// Rate is N events per Per (a second, a minute or an hour: the units the
+// kernel's limit expression knows). The zero Rate is "no limit".
+type Rate struct {
+	N   uint64
+	Per time.Duration
+}
+
+// IsSet reports whether the rate limits anything.
+func (r Rate) IsSet() bool { return r.N > 0 }
+
+// String spells the rate as the config does ("500/s"); "" when unset.
+func (r Rate) String() string {
+	if !r.IsSet() {
+		return ""
+	}
+	unit := "s"
+	switch r.Per {
+	case time.Minute:
+		unit = "m"
+	case time.Hour:
+		unit = "h"
+	}
+	return fmt.Sprintf("%d/%s", r.N, unit)
+}
+
+// ServiceSpec is what the planner needs to know about one configured
+// service: the daemon maps the config onto it, so lb never reads the config.
+type ServiceSpec struct {
+	Name        string
+	VIP         netip.Addr
+	Proto       uint8 // unix.IPPROTO_TCP or IPPROTO_UDP
+	Port        uint16
+	Scheduler   string // rr | random | sh | mh
+	Slots       int    // slot-table size; 0 = automatic
+	SNAT        bool
+	Persistence time.Duration
+	OnEmpty     string // reject | drop
+	Protect     Protection
+	Backends    []BackendSpec
+}
+
+// BackendSpec is one configured backend of a service.
+type BackendSpec struct {
+	Addr   netip.AddrPort
+	Weight int // 0 = drain
+	Backup bool
 }
 
 // Is6 reports whether this is an IPv6 service.
@@ -75,40 +121,34 @@ const (
 // rampScale turns fractional slow-start shares into integer weights.
 const rampScale = 64
 
-// Plan computes the desired state of every service in cfg.
-func Plan(cfg *config.Config, avail AvailabilityFunc) []Service {
-	out := make([]Service, 0, len(cfg.Services))
-	for i := range cfg.Services {
-		out = append(out, PlanService(&cfg.Services[i], avail))
+// Plan computes the desired state of every service.
+func Plan(specs []ServiceSpec, avail AvailabilityFunc) []Service {
+	out := make([]Service, 0, len(specs))
+	for i := range specs {
+		out = append(out, PlanService(&specs[i], avail))
 	}
 	return out
 }
 
 // PlanService computes one service's desired state.
-func PlanService(s *config.Service, avail AvailabilityFunc) Service {
+func PlanService(s *ServiceSpec, avail AvailabilityFunc) Service {
 	if avail == nil {
 		avail = func(string, netip.AddrPort) Availability { return Availability{Up: true} }
 	}
-	proto := uint8(protoTCP)
-	if s.Protocol == "udp" {
-		proto = protoUDP
-	}
 	out := Service{
-		Name: s.Name, VIP: s.VIPAddr, Proto: proto, Port: uint16(s.Port),
-		Scheduler: s.Scheduler, SNAT: s.SNATEnabled(), Persistence: s.Persistence.D(),
-		OnEmpty: s.OnEmpty,
-		Protect: Protection{
-			MaxConnections: s.MaxConnections, Rate: s.NewConnRate, Burst: s.Burst,
-			ClientRate: s.ClientRate, PerClientConnections: s.PerClientConnections,
-			Allow: s.AllowPrefixes, Deny: s.DenyPrefixes,
-		},
+		Name: s.Name, VIP: s.VIP, Proto: s.Proto, Port: s.Port,
+		Scheduler: s.Scheduler, SNAT: s.SNAT, Persistence: s.Persistence,
+		OnEmpty: s.OnEmpty, Protect: s.Protect,
+	}
+	if out.Proto == 0 {
+		out.Proto = protoTCP
 	}
 	out.Seed = HashSeed(out.Endpoint())
 
 	var primaries, backups []Weighted
 	var primAddr, backAddr []netip.AddrPort
 	for _, b := range s.Backends {
-		w := Weighted{Key: b.Addr.String(), Weight: b.EffectiveWeight()}
+		w := Weighted{Key: b.Addr.String(), Weight: b.Weight}
 		if b.Backup {
 			backups, backAddr = append(backups, w), append(backAddr, b.Addr)
 		} else {

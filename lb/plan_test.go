@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"lbd/config"
 )
 
 func weighted(ws ...int) []Weighted {
@@ -117,13 +116,13 @@ func TestMaglevDisruption(t *testing.T) {
 	}
 }
 
-func svcWith(sched string, backends ...config.Backend) *config.Service {
-	return &config.Service{Name: "s", VIPAddr: netip.MustParseAddr("203.0.113.10"), Port: 80, Protocol: "tcp",
+func svcWith(sched string, backends ...BackendSpec) *ServiceSpec {
+	return &ServiceSpec{Name: "s", VIP: netip.MustParseAddr("203.0.113.10"), Port: 80, Proto: protoTCP,
 		Scheduler: sched, OnEmpty: "reject", Backends: backends}
 }
 
-func be(i int, backup bool) config.Backend {
-	return config.Backend{Addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:80", 10+i)), Backup: backup}
+func be(i int, backup bool) BackendSpec {
+	return BackendSpec{Addr: netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:80", 10+i)), Weight: 1, Backup: backup}
 }
 
 func TestPlanBackupAndEmpty(t *testing.T) {

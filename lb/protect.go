@@ -12,7 +12,6 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"lbd/config"
 )
 
 // Protection (limits, allow/deny, throttle) becomes rules at the head of a
@@ -143,11 +142,11 @@ func limitKey(parts ...uint64) []byte {
 	return binary.BigEndian.AppendUint32(nil, h.Sum32())
 }
 
-func rateUnit(r config.Rate) (expr.LimitTime, time.Duration) {
-	switch r.Unit {
-	case "minute":
+func rateUnit(r Rate) (expr.LimitTime, time.Duration) {
+	switch r.Per {
+	case time.Minute:
 		return expr.LimitTimeMinute, time.Minute
-	case "hour":
+	case time.Hour:
 		return expr.LimitTimeHour, time.Hour
 	}
 	return expr.LimitTimeSecond, time.Second
@@ -155,7 +154,7 @@ func rateUnit(r config.Rate) (expr.LimitTime, time.Duration) {
 
 // limitOver is `limit rate over N/unit burst B packets`. Burst 0 leaves the
 // kernel's default of 5 back-to-back flows (as nft does).
-func limitOver(r config.Rate, burst int) *expr.Limit {
+func limitOver(r Rate, burst int) *expr.Limit {
 	u, _ := rateUnit(r)
 	return &expr.Limit{Type: expr.LimitTypePkts, Rate: r.N, Unit: u, Burst: uint32(max(burst, 0)), Over: true}
 }
@@ -163,7 +162,7 @@ func limitOver(r config.Rate, burst int) *expr.Limit {
 // clientRateTimeout is how long a quiet client's bucket is kept: at least
 // the time an empty bucket takes to fill again, so forgetting it changes
 // nothing (a new element starts full).
-func clientRateTimeout(r config.Rate, burst int) time.Duration {
+func clientRateTimeout(r Rate, burst int) time.Duration {
 	_, unit := rateUnit(r)
 	if burst <= 0 {
 		burst = 5

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"lbd/config"
 	"lbd/internal/lab"
 )
 
@@ -55,35 +53,27 @@ func (p *protectLab) nft(t *testing.T, args ...string) string {
 
 // echoService is a config with one service named echo on the v4 VIP
 // (and echo6 on the v6 VIP) over backends 1..n, plus extra keys.
-func echoService(n int, extra string) string {
-	var b strings.Builder
-	for _, v := range []struct {
-		name, vip string
-		v6        bool
-	}{{"echo", lab.VIPv4, false}, {"echo6", lab.VIPv6, true}} {
-		fmt.Fprintf(&b, "[[service]]\nname = %q\nvip = %q\nport = 7000\n%s\n", v.name, v.vip, extra)
-		for i := 1; i <= n; i++ {
-			a := lab.BackendV4(i)
-			if v.v6 {
-				a = "[" + lab.BackendV6(i) + "]"
-			}
-			fmt.Fprintf(&b, "[[service.backend]]\naddress = \"%s:7000\"\n", a)
-		}
+// echoService is an IPv4 and an IPv6 service of n backends, both with p.
+func echoService(n int, p Protection) []ServiceSpec {
+	var v4, v6 []string
+	for i := 1; i <= n; i++ {
+		v4, v6 = append(v4, lab.BackendV4(i)), append(v6, lab.BackendV6(i))
 	}
-	return b.String()
+	out := []ServiceSpec{spec("echo", lab.VIPv4, "rr", v4...), spec("echo6", lab.VIPv6, "rr", v6...)}
+	for i := range out {
+		out[i].Protect = p
+	}
+	return out
 }
 
 func TestProtectionRulesLoad(t *testing.T) {
 	p := newProtectLab(t, "pload", 2, 1)
-	cfg := svcConfig(t, echoService(2, `max_connections = 5
-new_connection_rate = "100/s"
-burst = 10
-per_client_rate = "20/s"
-per_client_connections = 3
-allow = ["198.51.100.0/24", "2001:db8:1::/64"]
-deny = ["198.51.100.99/32", "2001:db8:1::99/128"]`))
+	cfg := echoService(2, Protection{MaxConnections: 5, Rate: Rate{N: 100, Per: time.Second}, Burst: 10,
+		ClientRate: Rate{N: 20, Per: time.Second}, PerClientConnections: 3,
+		Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:1::/64")},
+		Deny:  []netip.Prefix{netip.MustParsePrefix("198.51.100.99/32"), netip.MustParsePrefix("2001:db8:1::99/128")}})
 	plans := Plan(cfg, nil)
-	plans[0].Protect.Throttle = cfg.Services[0].NewConnRate
+	plans[0].Protect.Throttle = cfg[0].Protect.Rate
 	if _, err := p.dp.Apply(plans); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +112,7 @@ func TestFirewall(t *testing.T) {
 	p.startServer(t, bin, "lb", "mgmt", ":9100")
 	p.startServer(t, bin, "lb", "other", ":2222")
 	p.startServer(t, bin, "client", "cl", ":7000")
-	cfg := svcConfig(t, echoService(1, ""))
+	cfg := echoService(1, Protection{})
 	fw := Firewall{Enabled: true, WAN: []string{"wanbr"}, ManagementPorts: []uint16{9100},
 		AdminNetworks: []netip.Prefix{netip.MustParsePrefix(lab.ClientAddr(1) + "/32")},
 		AllowForward:  []netip.Prefix{netip.MustParsePrefix(lab.BackendV4(2) + "/32")}}
@@ -238,12 +228,12 @@ func (p *protectLab) ping(ns, dst string) error {
 // element is collected.
 func TestConnectionCountsSurviveRewriteAndRestart(t *testing.T) {
 	p := newProtectLab(t, "pcount", 1, 1)
-	cfg := svcConfig(t, echoService(1, "max_connections = 2\nper_client_connections = 2"))
+	cfg := echoService(1, Protection{MaxConnections: 2, PerClientConnections: 2})
 	apply := func(dp *Dataplane, throttle bool) {
 		t.Helper()
 		plans := Plan(cfg, nil)
 		if throttle {
-			plans[0].Protect.Throttle = config.Rate{N: 1000, Unit: "second"}
+			plans[0].Protect.Throttle = Rate{N: 1000, Per: time.Second}
 		}
 		if _, err := dp.Apply(plans); err != nil {
 			t.Fatal(err)

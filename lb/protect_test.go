@@ -10,7 +10,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-	"lbd/config"
 )
 
 // recorder stands in for Conn.AddSet: it gives anonymous sets an ID, as
@@ -59,11 +58,11 @@ func TestNoProtectionNoRules(t *testing.T) {
 
 func TestProtectionRuleOrderAndShape(t *testing.T) {
 	full := Protection{
-		MaxConnections: 100, Rate: config.Rate{N: 500, Unit: "second"}, Burst: 50,
-		ClientRate: config.Rate{N: 20, Unit: "second"}, PerClientConnections: 10,
+		MaxConnections: 100, Rate: Rate{N: 500, Per: time.Second}, Burst: 50,
+		ClientRate: Rate{N: 20, Per: time.Second}, PerClientConnections: 10,
 		Allow:    []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")},
 		Deny:     []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("2001:db8::7/128")},
-		Throttle: config.Rate{N: 10, Unit: "second"},
+		Throttle: Rate{N: 10, Per: time.Second},
 	}
 	for _, vip := range []string{"203.0.113.10", "2001:db8:3::10"} {
 		var rec recorder
@@ -137,14 +136,14 @@ func TestLimitKeyFollowsLimit(t *testing.T) {
 
 func TestClientRateTimeout(t *testing.T) {
 	for _, c := range []struct {
-		r     config.Rate
+		r     Rate
 		burst int
 		want  time.Duration
 	}{
-		{config.Rate{N: 20, Unit: "second"}, 0, time.Minute},
-		{config.Rate{N: 6, Unit: "minute"}, 3, time.Minute},
-		{config.Rate{N: 1, Unit: "minute"}, 5, 10 * time.Minute},
-		{config.Rate{N: 10, Unit: "hour"}, 5, time.Hour},
+		{Rate{N: 20, Per: time.Second}, 0, time.Minute},
+		{Rate{N: 6, Per: time.Minute}, 3, time.Minute},
+		{Rate{N: 1, Per: time.Minute}, 5, 10 * time.Minute},
+		{Rate{N: 10, Per: time.Hour}, 5, time.Hour},
 	} {
 		if got := clientRateTimeout(c.r, c.burst); got != c.want {
 			t.Errorf("%v burst %d: timeout %v, want %v", c.r, c.burst, got, c.want)
@@ -192,37 +191,6 @@ func TestIntervalElements(t *testing.T) {
 		if got := render(intervalElements(c.in, c.is6)); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
-	}
-}
-
-func TestFirewallFor(t *testing.T) {
-	on, off := true, false
-	base := func() *config.Config {
-		return &config.Config{
-			Appliance:  config.Appliance{StatusListen: "192.0.2.1:9100"},
-			Interfaces: []config.Interface{{Name: "wan"}, {Name: "lan"}},
-			Services:   []config.Service{{Name: "web", Interface: "wan"}, {Name: "dns"}},
-		}
-	}
-	cfg := base()
-	fw := FirewallFor(cfg)
-	want := Firewall{Enabled: true, WAN: []string{"wan"}, ManagementPorts: []uint16{22, 9100}}
-	if !reflect.DeepEqual(fw, want) {
-		t.Fatalf("defaults with interfaces: %+v, want %+v", fw, want)
-	}
-	cfg.Firewall.Enabled = &off
-	if fw := FirewallFor(cfg); fw.Enabled {
-		t.Fatal("enabled = false must turn it off")
-	}
-	if fw := FirewallFor(&config.Config{}); fw.Enabled {
-		t.Fatal("without [[interface]] (tests, labs) the firewall is off by default")
-	}
-	cfg = base()
-	cfg.Firewall = config.Firewall{Enabled: &on, WAN: []string{"lan", "wan", "lan"},
-		AdminPrefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.7/24")}}
-	fw = FirewallFor(cfg)
-	if !reflect.DeepEqual(fw.WAN, []string{"lan", "wan"}) || fw.AdminNetworks[0] != netip.MustParsePrefix("192.0.2.0/24") {
-		t.Fatalf("explicit wan and admin networks, normalized: %+v", fw)
 	}
 }
 

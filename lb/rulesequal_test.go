@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"lbd/config"
 )
 
 // rulesEqual compares by hand; this guard fails when a field is added to
@@ -32,13 +31,13 @@ func TestRulesEqualCoversEveryField(t *testing.T) {
 		func(s *Service) { s.Persistence = time.Second },
 		func(s *Service) { s.OnEmpty = "drop" },
 		func(s *Service) { s.Protect.MaxConnections = 1 },
-		func(s *Service) { s.Protect.Rate = config.Rate{N: 1, Unit: "second"} },
+		func(s *Service) { s.Protect.Rate = Rate{N: 1, Per: time.Second} },
 		func(s *Service) { s.Protect.Burst = 1 },
-		func(s *Service) { s.Protect.ClientRate = config.Rate{N: 1, Unit: "second"} },
+		func(s *Service) { s.Protect.ClientRate = Rate{N: 1, Per: time.Second} },
 		func(s *Service) { s.Protect.PerClientConnections = 1 },
 		func(s *Service) { s.Protect.Allow = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")} },
 		func(s *Service) { s.Protect.Deny = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")} },
-		func(s *Service) { s.Protect.Throttle = config.Rate{N: 1, Unit: "second"} },
+		func(s *Service) { s.Protect.Throttle = Rate{N: 1, Per: time.Second} },
 	}
 	for i, m := range muts {
 		x := base

@@ -8,21 +8,20 @@ import (
 	"runtime"
 	"testing"
 
-	"lbd/config"
 )
 
 // scaleConfig is n services of 8 backends each on distinct VIPs.
-func scaleConfig(n int) *config.Config {
-	cfg := &config.Config{}
+func scaleConfig(n int) []ServiceSpec {
+	var specs []ServiceSpec
 	for i := 0; i < n; i++ {
-		s := config.Service{Name: fmt.Sprintf("s%d", i), Port: 80, Protocol: "tcp", Scheduler: "rr", OnEmpty: "reject",
-			VIPAddr: netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)})}
+		s := ServiceSpec{Name: fmt.Sprintf("s%d", i), Port: 80, Proto: protoTCP, Scheduler: "rr", OnEmpty: "reject",
+			VIP: netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)})}
 		for b := 0; b < 8; b++ {
-			s.Backends = append(s.Backends, config.Backend{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + b)}), 8080)})
+			s.Backends = append(s.Backends, BackendSpec{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + b)}), 8080), Weight: 1})
 		}
-		cfg.Services = append(cfg.Services, s)
+		specs = append(specs, s)
 	}
-	return cfg
+	return specs
 }
 
 var benchSeq int
@@ -78,7 +77,7 @@ func BenchmarkHealthFlip(b *testing.B) {
 	if _, err := dp.Apply(Plan(cfg, nil)); err != nil {
 		b.Fatal(err)
 	}
-	dead := cfg.Services[5000].Backends[3].Addr
+	dead := cfg[5000].Backends[3].Addr
 	down := func(svc string, a netip.AddrPort) Availability {
 		return Availability{Up: !(svc == "s5000" && a == dead)}
 	}

@@ -24,6 +24,7 @@ type Snapshot struct {
 	NICs      []NIC       `json:"interfaces,omitempty"`
 	Conntrack Conntrack   `json:"conntrack"`
 	Reloads   ReloadStats `json:"reloads"`
+	Sync      Sync        `json:"sync"`
 	Warnings  []string    `json:"warnings,omitempty"`
 }
 

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"lbd/config"
 	"lbd/appliance/control"
-	"lbd/daemon"
 	"lbd/appliance/httpstatus"
 	"lbd/appliance/notify"
 	"lbd/appliance/status"
+	"lbd/config"
+	"lbd/daemon"
 )
 
 // version is set by the Makefile (-X main.version=...).
@@ -93,7 +93,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
-	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log)})
+	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log),
+		TestHooks: os.Getenv("LBD_TEST_HOOKS") == "1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
