@@ -22,6 +22,7 @@ func fixedSnapshot() status.Snapshot {
 		},
 		Conntrack: status.Conntrack{Count: 240000, Max: 262144},
 		Reloads:   status.ReloadStats{OK: 3, Failed: 1, LastAt: now},
+		Sync:      status.Sync{InSync: false, OutOfSyncSince: time.Unix(1700000000, 0), Failures: 4, LastError: "netlink: no buffer space", Syncs: 17},
 		Warnings:  []string{"conntrack table 92% full"},
 		Services: []status.Service{
 			{

@@ -34,6 +34,10 @@ var (
 
 	descReloads        = prometheus.NewDesc("lbd_reloads_total", "Config reloads by result (ok: applied; failed: refused, old config kept).", []string{"result"}, nil)
 	descReloadOK       = prometheus.NewDesc("lbd_config_last_reload_successful", "1 if the last config load or reload was applied, 0 if it was refused.", nil, nil)
+	descSyncFailures   = prometheus.NewDesc("lbd_sync_failures_total", "Applies of the desired state the kernel refused (each is retried with backoff).", nil, nil)
+	descSyncInSync     = prometheus.NewDesc("lbd_sync_in_sync", "1 when the kernel holds what lbd wants, 0 while a failed apply is being retried.", nil, nil)
+	descSyncOutSince   = prometheus.NewDesc("lbd_sync_out_of_sync_since_timestamp_seconds", "Unix time the kernel went out of sync; 0 when in sync.", nil, nil)
+	descSyncs          = prometheus.NewDesc("lbd_syncs_total", "Successful applies by the sync loop (bursts of changes coalesce into one).", nil, nil)
 	descConntrack      = prometheus.NewDesc("lbd_conntrack_entries", "Flows in the conntrack (NAT) table.", nil, nil)
 	descConntrackMax   = prometheus.NewDesc("lbd_conntrack_max", "Size of the conntrack (NAT) table (net.netfilter.nf_conntrack_max).", nil, nil)
 	descInterfaceUp    = prometheus.NewDesc("lbd_interface_up", "1 when the interface has carrier.", []string{"interface"}, nil)
@@ -48,7 +52,7 @@ var (
 	descBackendConns   = prometheus.NewDesc("lbd_backend_active_connections", "Tracked flows currently NATed to the backend.", sb, nil)
 	descCheckDuration  = prometheus.NewDesc("lbd_backend_check_duration_seconds", "Duration of the last health check.", sb, nil)
 	descChecks         = prometheus.NewDesc("lbd_backend_checks_total", "Health checks run, by result.", append(sb, "result"), nil)
-	allDescs           = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descReloads, descReloadOK, descConntrack, descConntrackMax, descInterfaceUp, descLeaseExpiry, descServiceInfo, descPackets, descBytes, descRefused, descBackendUp, descBackendState, descBackendWeight, descBackendConns, descCheckDuration, descChecks}
+	allDescs           = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descReloads, descReloadOK, descSyncFailures, descSyncInSync, descSyncOutSince, descSyncs, descConntrack, descConntrackMax, descInterfaceUp, descLeaseExpiry, descServiceInfo, descPackets, descBytes, descRefused, descBackendUp, descBackendState, descBackendWeight, descBackendConns, descCheckDuration, descChecks}
 	refusalReasonNames = []string{"no_backend", "max_connections", "rate", "per_client_rate", "per_client_connections", "denied", "throttle"}
 )
 
@@ -71,6 +75,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	e.counter(descReloads, float64(s.Reloads.OK), "ok")
 	e.counter(descReloads, float64(s.Reloads.Failed), "failed")
 	e.gauge(descReloadOK, boolFloat(s.Config.LastError == ""))
+	e.counter(descSyncFailures, float64(s.Sync.Failures))
+	e.gauge(descSyncInSync, boolFloat(s.Sync.InSync))
+	outSince := 0.0
+	if !s.Sync.OutOfSyncSince.IsZero() {
+		outSince = float64(s.Sync.OutOfSyncSince.UnixNano()) / 1e9
+	}
+	e.gauge(descSyncOutSince, outSince)
+	e.counter(descSyncs, float64(s.Sync.Syncs))
 	e.gauge(descConntrack, float64(s.Conntrack.Count))
 	e.gauge(descConntrackMax, float64(s.Conntrack.Max))
 	for _, n := range s.NICs {
