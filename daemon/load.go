@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -36,7 +37,10 @@ func resolveStateDir(override, configPath string) string {
 }
 
 // peekStateDir reads only [appliance] state_dir from a config file that
-// may be invalid in other ways; "" when the file cannot say.
+// may be invalid in other ways; "" when the file cannot say. A file that
+// is not even TOML any more is scanned for the key's line, so a typo
+// elsewhere does not send lbd looking for its last good copy in the wrong
+// place.
 func peekStateDir(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -47,11 +51,16 @@ func peekStateDir(path string) string {
 			StateDir string `toml:"state_dir"`
 		} `toml:"appliance"`
 	}
-	if toml.Unmarshal(data, &doc) != nil {
-		return ""
+	if toml.Unmarshal(data, &doc) == nil {
+		return doc.Appliance.StateDir
 	}
-	return doc.Appliance.StateDir
+	if m := stateDirLine.FindSubmatch(data); m != nil {
+		return string(m[1])
+	}
+	return ""
 }
+
+var stateDirLine = regexp.MustCompile(`(?m)^[ \t]*state_dir[ \t]*=[ \t]*"([^"\n]+)"`)
 
 func lastGoodPath(dir string) string { return filepath.Join(dir, "last-good.toml") }
 
