@@ -252,3 +252,28 @@ func (e *env) backendStates() (map[string]map[netip.AddrPort]backendState, error
 	}
 	return out, nil
 }
+
+// wantOf lists svcs as the kernel should hold them (without health).
+func wantOf(svcs []svcDef) []wantService {
+	var w []wantService
+	for _, s := range svcs {
+		w = append(w, wantService{Name: s.Name, EP: s.key()})
+	}
+	return w
+}
+
+// kernelServicesDiff reads the lb namespace's table and says how its set
+// of services differs from svcs. A dump can be interrupted by a
+// concurrent write (lbd is busy); that is retried, and a table that
+// cannot be read at all is reported as the difference.
+func (e *env) kernelServicesDiff(svcs []svcDef) []string {
+	var err error
+	for try := 0; try < 5; try++ {
+		var ks *kernelState
+		if ks, err = readKernel(e.lab.NSFile("lb")); err == nil {
+			return ks.diffServices(wantOf(svcs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return []string{"read kernel: " + err.Error()}
+}

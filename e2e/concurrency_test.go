@@ -53,7 +53,7 @@ type churnStats struct {
 	mu                                 sync.Mutex
 	reloads, reloadRetries             int
 	throttles, throttleRefused, thDown int
-	flaps, restarts                    int
+	flaps, restarts, stale             int
 }
 
 func (s *churnStats) inc(f *int, n int) {
@@ -154,10 +154,10 @@ func TestConcurrencyKernelMatchesFinalState(t *testing.T) {
 	// (a) Reloads alternate between A and B. A reload that cannot reach
 	// lbd (killed a moment ago, not listening yet) is retried; a reply
 	// that refuses a valid config is a bug.
-	reload := func(text, which string) {
+	reload := func(text, which string) bool {
 		if err := e.writeConfigAtomic(text); err != nil {
 			probs.add("write config %s: %v", which, err)
-			return
+			return false
 		}
 		resp, tries, err := e.callRetry(control.Request{Command: "reload"}, 60*time.Second)
 		stats.inc(&stats.reloadRetries, tries-1)
@@ -168,14 +168,31 @@ func TestConcurrencyKernelMatchesFinalState(t *testing.T) {
 			probs.add("reload to %s refused: %s %v", which, resp.Message, resp.Errors)
 		default:
 			stats.inc(&stats.reloads, 1)
+			return true
 		}
+		return false
 	}
+	// Between two reloads nothing may change which services the kernel
+	// holds: health, throttles and restarts (which read the same file)
+	// change slots and rules only. So right before each reload the table
+	// must hold exactly the services of the config last applied. This is
+	// exact, not timed, and it sees a stale write from a health change
+	// that raced any reload of the run, not only the last one.
+	configs := []struct {
+		name, text string
+		svcs       []svcDef
+	}{{"A", cfgA, []svcDef{stable, alpha, alpha6}}, {"B", cfgB, final}}
+	applied := configs[0]
+	appliedOK := true
 	loop(time.Second, func(i int) {
-		if i%2 == 0 {
-			reload(cfgB, "B")
-		} else {
-			reload(cfgA, "A")
+		if appliedOK {
+			if d := e.kernelServicesDiff(applied.svcs); len(d) > 0 {
+				stats.inc(&stats.stale, 1)
+				probs.add("before reload %d, %s was running but the kernel held other services:\n    %s", i+1, applied.name, strings.Join(d, "\n    "))
+			}
 		}
+		applied = configs[(i+1)%2]
+		appliedOK = reload(applied.text, applied.name)
 	})
 
 	// (b) Health flaps: be3's health file (stable keeps be1 and be2), or
@@ -240,8 +257,8 @@ func TestConcurrencyKernelMatchesFinalState(t *testing.T) {
 
 	<-ctx.Done()
 	wg.Wait()
-	t.Logf("churn: %d reloads (%d retried sends), %d throttle changes (%d refused, %d while lbd was down), %d flaps, %d kill -9 restarts",
-		stats.reloads, stats.reloadRetries, stats.throttles, stats.throttleRefused, stats.thDown, stats.flaps, stats.restarts)
+	t.Logf("churn: %d reloads (%d retried sends), %d throttle changes (%d refused, %d while lbd was down), %d flaps, %d kill -9 restarts; kernel held stale services before %d reloads",
+		stats.reloads, stats.reloadRetries, stats.throttles, stats.throttleRefused, stats.thDown, stats.flaps, stats.restarts, stats.stale)
 	if stats.restarts == 0 || stats.reloads == 0 {
 		t.Errorf("the churn did not do its job (restarts %d, reloads %d)", stats.restarts, stats.reloads)
 	}
@@ -264,15 +281,6 @@ func TestConcurrencyKernelMatchesFinalState(t *testing.T) {
 		}
 	}
 	e.lab.StopBackend(5)
-	// Throttles set just before the final reload: the reload must lift
-	// them, in the kernel too (README: "until lifted or the next reload").
-	for _, th := range [][]string{{"stable", "10000/s"}, {"beta", "100/s"}} {
-		if _, _, err := e.callRetry(control.Request{Command: "throttle", Args: th}, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reload(cfgB, "B (final)")
-
 	up := map[netip.AddrPort]bool{beV4(1, 7000): true, beV4(2, 7000): true,
 		beV4(4, 7000): true, beV6(4, 7000): true, beV4(4, 5353): true}
 	var last string
@@ -304,7 +312,22 @@ func TestConcurrencyKernelMatchesFinalState(t *testing.T) {
 		}
 		return true
 	}
+	reload(cfgB, "B (final)")
 	deadline := time.Now().Add(60 * time.Second)
+	for !settled() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Throttles set after health settled, then one more reload of the same
+	// file: that reload is the last event, and it must lift them in the
+	// kernel too (README: "until lifted or the next reload").
+	for _, th := range [][]string{{"stable", "10000/s"}, {"beta", "100/s"}} {
+		if resp, _, err := e.callRetry(control.Request{Command: "throttle", Args: th}, 60*time.Second); err != nil || !resp.OK {
+			t.Fatalf("throttle %v: %v %+v", th, err, resp)
+		}
+	}
+	reload(cfgB, "B (final, lifts throttles)")
+
+	deadline = time.Now().Add(60 * time.Second)
 	for !settled() && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}

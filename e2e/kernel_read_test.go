@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // This file reads table inet lbd back from the kernel of a lab's lb
@@ -49,8 +51,9 @@ func (e nftEndpoint) String() string {
 // kernelState is what table lbd holds, decoded.
 type kernelState struct {
 	Chains []string // every chain of the table
-	// Dispatch holds the keys of svc4 and svc6 (one per service).
-	Dispatch map[nftEndpoint]bool
+	// Dispatch maps the keys of svc4 and svc6 (one per service) to the
+	// chain their verdict jumps to.
+	Dispatch map[nftEndpoint]string
 	// Slots holds, per service key, the backend of each element of
 	// slots4/slots6 (in slot order is not needed: only membership is
 	// checked).
@@ -80,7 +83,7 @@ func readKernel(nsFile string) (*kernelState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("table inet %s: %w", kernelTable, err)
 	}
-	ks := &kernelState{Dispatch: map[nftEndpoint]bool{}, Slots: map[nftEndpoint][]netip.AddrPort{}, Rules: map[string][][]expr.Any{}}
+	ks := &kernelState{Dispatch: map[nftEndpoint]string{}, Slots: map[nftEndpoint][]netip.AddrPort{}, Rules: map[string][][]expr.Any{}}
 
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -125,7 +128,7 @@ func readKernel(nsFile string) (*kernelState, error) {
 			if err != nil || len(rest) != 0 {
 				return nil, fmt.Errorf("%s element key %x: bad length (%v)", fam.svc, e.Key, err)
 			}
-			ks.Dispatch[ep] = true
+			ks.Dispatch[ep] = verdictChain(e.Val)
 		}
 		els, err = setElements(c, t, fam.slots)
 		if err != nil {
@@ -169,6 +172,23 @@ func setElements(c *nftables.Conn, t *nftables.Table, name string) ([]nftables.S
 		return nil, fmt.Errorf("elements of %s: %w", name, err)
 	}
 	return els, nil
+}
+
+// verdictChain returns the chain a verdict map element jumps to. The
+// library (v0.3.0) does not fill SetElement.VerdictData on a dump; it
+// leaves the nested NFTA_DATA_VERDICT attributes in Val, so they are
+// decoded here: NFTA_VERDICT_CODE (1), NFTA_VERDICT_CHAIN (2).
+func verdictChain(val []byte) string {
+	ad, err := netlink.NewAttributeDecoder(val)
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_VERDICT_CHAIN {
+			return ad.String()
+		}
+	}
+	return ""
 }
 
 func decodeEndpoint(k []byte, addrLen int) (nftEndpoint, []byte, error) {
@@ -234,40 +254,7 @@ type wantService struct {
 // chain named after a service that is not wanted (gone lists the names of
 // services that existed at some point, to look for leftovers by name).
 func (ks *kernelState) diffKernel(want []wantService, gone []string) []string {
-	var d []string
-	wantEP := map[nftEndpoint]string{}
-	wantChains := map[string]bool{}
-	for _, w := range want {
-		wantEP[w.EP] = w.Name
-		wantChains["svc_"+w.Name] = true
-	}
-	for ep := range ks.Dispatch {
-		if _, ok := wantEP[ep]; !ok {
-			d = append(d, fmt.Sprintf("dispatch map holds %s, which the final config does not have", ep))
-		}
-	}
-	for ep, name := range wantEP {
-		if !ks.Dispatch[ep] {
-			d = append(d, fmt.Sprintf("dispatch map lacks %s (service %s)", ep, name))
-		}
-	}
-	have := map[string]bool{}
-	for _, ch := range ks.Chains {
-		have[ch] = true
-		if strings.HasPrefix(ch, "svc_") && !wantChains[ch] {
-			d = append(d, fmt.Sprintf("chain %s exists but its service is not in the final config", ch))
-		}
-	}
-	for ch := range wantChains {
-		if !have[ch] {
-			d = append(d, "chain "+ch+" is missing")
-		}
-	}
-	for ep, bes := range ks.Slots {
-		if _, ok := wantEP[ep]; !ok {
-			d = append(d, fmt.Sprintf("slots map holds %d elements of %s, which the final config does not have", len(bes), ep))
-		}
-	}
+	d := ks.diffServices(want)
 	for _, w := range want {
 		bes := ks.Slots[w.EP]
 		if len(w.Up) > 0 && len(bes) == 0 {
@@ -300,6 +287,52 @@ func (ks *kernelState) diffKernel(want []wantService, gone []string) []string {
 			if strings.HasSuffix(n, "_"+g) {
 				d = append(d, fmt.Sprintf("%s is left over from removed service %s", n, g))
 			}
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+// diffServices compares only which services the table holds (dispatch
+// keys and their jumps, service chains, and whose slots exist) with want,
+// ignoring health (want's Up is not used).
+func (ks *kernelState) diffServices(want []wantService) []string {
+	var d []string
+	wantEP := map[nftEndpoint]string{}
+	wantChains := map[string]bool{}
+	for _, w := range want {
+		wantEP[w.EP] = w.Name
+		wantChains["svc_"+w.Name] = true
+	}
+	for ep, ch := range ks.Dispatch {
+		if _, ok := wantEP[ep]; !ok {
+			d = append(d, fmt.Sprintf("dispatch map holds %s (jump %s), which the config does not have", ep, ch))
+		}
+	}
+	for ep, name := range wantEP {
+		ch, ok := ks.Dispatch[ep]
+		switch {
+		case !ok:
+			d = append(d, fmt.Sprintf("dispatch map lacks %s (service %s)", ep, name))
+		case ch != "svc_"+name:
+			d = append(d, fmt.Sprintf("dispatch map sends %s to chain %q, want svc_%s", ep, ch, name))
+		}
+	}
+	have := map[string]bool{}
+	for _, ch := range ks.Chains {
+		have[ch] = true
+		if strings.HasPrefix(ch, "svc_") && !wantChains[ch] {
+			d = append(d, fmt.Sprintf("chain %s exists but its service is not in the config", ch))
+		}
+	}
+	for ch := range wantChains {
+		if !have[ch] {
+			d = append(d, "chain "+ch+" is missing")
+		}
+	}
+	for ep, bes := range ks.Slots {
+		if _, ok := wantEP[ep]; !ok {
+			d = append(d, fmt.Sprintf("slots map holds %d elements of %s, which the config does not have", len(bes), ep))
 		}
 	}
 	sort.Strings(d)

@@ -46,6 +46,9 @@ func TestRestartRemembersHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ch := ks.Dispatch[ep]; ch != "svc_echo" {
+		t.Fatalf("the kernel's dispatch map sends %s to %q, want svc_echo", ep, ch)
+	}
 	for _, b := range ks.Slots[ep] {
 		if b == beV4(2, 7000) {
 			t.Fatalf("status says be2 is down and slotless, but the kernel still has a slot for it: %v", ks.Slots[ep])
