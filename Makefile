@@ -60,3 +60,4 @@ clean:
 
 -include image/image.mk
 -include bench/bench.mk
+-include fuzz.mk

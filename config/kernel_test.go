@@ -68,3 +68,13 @@ func TestKernelBounds(t *testing.T) {
 		})
 	}
 }
+
+// Found by FuzzParseAddress: a zone was accepted on a backend (not on a VIP)
+// and silently dropped on the way to the kernel's DNAT.
+func TestBackendZoneRefused(t *testing.T) {
+	for _, a := range []string{"[fe80::1%eth0]:80", "fe80::1%eth0"} {
+		if ap, err := parseBackendAddr(a, 80); err == nil {
+			t.Errorf("parseBackendAddr(%q) = %v, want refused", a, ap)
+		}
+	}
+}

@@ -362,7 +362,9 @@ func parseVIP(s string) (netip.Addr, error) {
 
 // parseBackendAddr accepts "a.b.c.d", "a.b.c.d:port", "[v6]:port" and a bare v6.
 func parseBackendAddr(s string, defPort int) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
+	// A zone (fe80::1%eth0) would be dropped on the way to the kernel's
+	// DNAT, which takes a bare address, so it is refused like a host name.
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Zone() == "" {
 		if ap.Port() == 0 {
 			return ap, fmt.Errorf("port 0 in %q; expected 1 to 65535", s)
 		}
