@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"math"
 	"math/bits"
 	"reflect"
 	"regexp"
@@ -145,6 +146,9 @@ func checkAccepted(t *testing.T, data []byte, c *Config) {
 				fail("rate %v does not round-trip: %v %v", r, again, err)
 			}
 		}
+		if r := s.ClientRate; r.IsSet() && 2*bucketRefill(r, s.Burst) >= math.MaxInt64 {
+			fail("service %q: per-client bucket timeout (2 x refill) of %s burst %d overflows a Duration", s.Name, r, s.Burst)
+		}
 		if s.Burst < 0 || s.Burst > 1<<32-1 {
 			fail("service %q: burst %d", s.Name, s.Burst)
 		}
@@ -195,6 +199,16 @@ func kernelLimitOK(r Rate, burst int) bool {
 	}
 	hi, _ := bits.Mul64(nsecs/r.N, b)
 	return hi == 0
+}
+
+// bucketRefill is how lb sizes a per-client bucket's lifetime: the time an
+// empty bucket takes to fill again, in float64 nanoseconds.
+func bucketRefill(r Rate, burst int) float64 {
+	unit := map[string]float64{"second": 1e9, "minute": 60e9, "hour": 3600e9}[r.Unit]
+	if burst <= 0 {
+		burst = 5
+	}
+	return unit * float64(burst) / float64(r.N)
 }
 
 func FuzzParseRate(f *testing.F) {

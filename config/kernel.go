@@ -61,12 +61,13 @@ func maxLimitBurst(r Rate) uint64 {
 
 // maxClientRateBurst is the largest burst usable with a per-client rate.
 // lb keeps each client's bucket in a set element whose timeout is twice
-// the bucket's refill time (unit * burst / rate), held as a Go
-// time.Duration and sent in milliseconds: the refill time must fit in
-// half a Duration. That is tighter than the kernel's own limit bound.
+// the bucket's refill time (unit * burst / rate), computed in float64 and
+// held as a time.Duration: the refill time is kept under a quarter of the
+// largest Duration (73 years), so doubling it never overflows, whatever
+// the float rounding. That is tighter than the kernel's own limit bound.
 func maxClientRateBurst(r Rate) uint64 {
-	// unit*burst/rate <= MaxInt64/2  <=>  burst <= MaxInt64/2 * rate / unit.
-	hi, lo := bits.Mul64(uint64(math.MaxInt64/2), r.N)
+	// unit*burst/rate <= MaxInt64/4  <=>  burst <= MaxInt64/4 * rate / unit.
+	hi, lo := bits.Mul64(uint64(math.MaxInt64/4), r.N)
 	q, _ := bits.Div64(hi, lo, rateUnitNanos(r))
 	return min(maxLimitBurst(r), q)
 }

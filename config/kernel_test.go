@@ -28,10 +28,11 @@ func TestKernelBounds(t *testing.T) {
 		// NFTA_LIMIT_BURST is 32 bits: a wider burst was truncated (2^32 became 0, i.e. 5).
 		{"burst wider than 32 bits", svc("new_connection_rate = \"100/s\"\nburst = 4294967296\n"),
 			"6:9: service[0].burst: 4294967296 out of range; expected 0 (kernel default) to 4294967295"},
-		// Per-client buckets also need 2 x refill time to fit a time.Duration.
-		{"per-client 1/h largest burst", svc("per_client_rate = \"1/h\"\nburst = 1281023\n"), ""},
-		{"per-client 1/h one past it", svc("per_client_rate = \"1/h\"\nburst = 1281024\n"),
-			"6:9: service[0].burst: 1281024 is too large for per_client_rate \"1/h\""},
+		// Per-client buckets also need 2 x refill time to fit a time.Duration
+		// (with room for float rounding: refill <= MaxInt64/4 ns).
+		{"per-client 1/h largest burst", svc("per_client_rate = \"1/h\"\nburst = 640511\n"), ""},
+		{"per-client 1/h one past it", svc("per_client_rate = \"1/h\"\nburst = 640512\n"),
+			"6:9: service[0].burst: 640512 is too large for per_client_rate \"1/h\""},
 		// NFTA_CONNLIMIT_COUNT is 32 bits: 2^32 became "ct count over 0", refusing everything.
 		{"max_connections wider than 32 bits", svc("max_connections = 4294967296\n"),
 			"5:19: service[0].max_connections: 4294967296 out of range; expected 0 (no limit) to 4294967295"},
