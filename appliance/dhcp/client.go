@@ -127,6 +127,18 @@ func (c *Client) Start() {
 // Stop ends the client. Unless KeepOnStop is set it sends a RELEASE and
 // removes the leased address and route. The handles are closed either way.
 func (c *Client) Stop() error {
+	return c.stop(c.cfg.KeepOnStop)
+}
+
+// Release ends the client and gives the lease back (RELEASE, address and
+// route removed) even when KeepOnStop is set. KeepOnStop is for a
+// restarting daemon; Release is for a NIC whose DHCP the config turned off,
+// where a kept address would stay on the NIC with nothing renewing it.
+func (c *Client) Release() error {
+	return c.stop(false)
+}
+
+func (c *Client) stop(keep bool) error {
 	if c.cancel != nil {
 		c.cancel()
 		<-c.done
@@ -135,12 +147,12 @@ func (c *Client) Stop() error {
 	c.mu.Lock()
 	l, nl, onNIC := c.lease, c.nl, c.onNIC
 	c.mu.Unlock()
-	if l != nil && !c.cfg.KeepOnStop {
+	if l != nil && !keep {
 		if rerr := c.release(nl, *l); rerr != nil {
 			err = fmt.Errorf("dhcp %s: release: %w", c.cfg.Interface, rerr)
 		}
 	}
-	if onNIC != nil && !c.cfg.KeepOnStop {
+	if onNIC != nil && !keep {
 		c.unbind("released")
 	}
 	c.h.Close()

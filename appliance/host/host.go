@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"lbd/config"
 	"lbd/appliance/dhcp"
 	"lbd/appliance/netif"
 	"lbd/appliance/status"
 	"lbd/appliance/sysctl"
+	"lbd/config"
 )
 
 // Host owns the NICs and sysctls of the namespace lbd runs in.
@@ -63,40 +63,57 @@ func (h *Host) Apply(cfg *config.Config) error {
 		h.nics = m
 	}
 	specs := Specs(cfg)
-	changes, err := h.nics.Apply(specs)
-	for _, c := range changes {
-		h.log.Info("interface changed", "change", c.String())
-	}
-	if err != nil {
+	// Before netif renames or lets go of a NIC: a client finds its NIC by
+	// the old name, and must still find it to take its address off.
+	h.releaseDHCP(specs)
+	// netif logs each change itself (it has h.log); logging the returned
+	// list again printed every change twice.
+	if _, err := h.nics.Apply(specs); err != nil {
 		return fmt.Errorf("interfaces: %w", err)
 	}
 	h.specs = specs
-	h.syncDHCP(specs)
-	vchanges, err := h.nics.SetVIPs(VIPs(cfg))
-	for _, c := range vchanges {
-		h.log.Info("VIP changed", "change", c.String())
-	}
-	if err != nil {
+	h.startDHCP(specs)
+	if _, err := h.nics.SetVIPs(VIPs(cfg)); err != nil {
 		return fmt.Errorf("VIPs: %w", err)
 	}
 	return nil
 }
 
-// syncDHCP starts a client for each DHCP NIC and stops the ones no longer
-// wanted. Clients start after Apply because a rename takes the link down
-// and the kernel drops that NIC's routes.
-func (h *Host) syncDHCP(specs []netif.Spec) {
+// releaseDHCP stops the clients of NICs that the config no longer runs
+// DHCP on (now static, renamed or gone) and gives their leases back. Stop
+// would keep the address, as a restart wants; here nothing would renew it,
+// so it would linger on the NIC past its lease (found by the namespace test).
+func (h *Host) releaseDHCP(specs []netif.Spec) {
 	want := map[string]bool{}
+	for _, s := range specs {
+		if s.DHCP {
+			want[s.Name] = true
+		}
+	}
+	for name, c := range h.dhcp {
+		if want[name] {
+			continue
+		}
+		if err := c.Release(); err != nil {
+			h.log.Warn("DHCP release", "interface", name, "err", err)
+		}
+		delete(h.dhcp, name)
+	}
+}
+
+// startDHCP starts a client for each DHCP NIC that has none. Clients start
+// after netif's Apply because a rename takes the link down and the kernel
+// drops that NIC's routes.
+func (h *Host) startDHCP(specs []netif.Spec) {
 	for _, s := range specs {
 		if !s.DHCP {
 			continue
 		}
-		want[s.Name] = true
 		if _, ok := h.dhcp[s.Name]; ok {
 			continue
 		}
 		c, err := dhcp.New(dhcp.Config{Interface: s.Name, LeaseFile: filepath.Join(h.stateDir, "dhcp-"+s.Name+".lease"),
-			KeepOnStop: true, Logger: h.log.With("interface", s.Name),
+			KeepOnStop: true, Logger: h.log, // dhcp adds interface= itself
 			OnChange: func(l dhcp.Lease, bound bool) {
 				h.log.Info("DHCP lease", "interface", s.Name, "address", l.Address.String(), "router", l.Router.String(), "bound", bound, "expires", l.Expiry.Format(time.RFC3339))
 			}})
@@ -106,12 +123,6 @@ func (h *Host) syncDHCP(specs []netif.Spec) {
 		}
 		c.Start()
 		h.dhcp[s.Name] = c
-	}
-	for name, c := range h.dhcp {
-		if !want[name] {
-			_ = c.Stop()
-			delete(h.dhcp, name)
-		}
 	}
 }
 
