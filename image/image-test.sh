@@ -15,10 +15,17 @@
 #     edit_applied port 80 now only reaches backend-2, new port 81 -> backend-1
 #   boot 3 (a broken lb.toml)
 #     ready        lbd still comes up
-#     error_shown  the serial console shows /config/lb.toml:LINE:COL
+#     error_shown  lbd's own status page (/status.json, rendered by lbd) lists
+#                  /config/lb.toml:LINE:COL among its config errors
+#     error_logged lbd's own log (its journal, on the serial console as
+#                  "lbd: ...") names /config/lb.toml:LINE:COL
 #     last_good    the VIP keeps serving config B (the last good one, from LBSTATE)
-#   boot 4 (kernel booted directly with lbd.config=/config/override.toml)
-#     config_override  lbd runs on the file named by lbd.config=
+#   boot 4 (kernel booted directly with lbd.config=/config/override.toml, a
+#   config C unlike A and B; lb.toml on the partition is still the broken one)
+#     override_status   /status.json: config path /config/override.toml and
+#                       C's service "web82"
+#     override_traffic  port 80 reaches backend-1 only (B: backend-2 only),
+#                       port 82 (only in C) reaches backend-2
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
@@ -91,6 +98,22 @@ boot() {
 
 # get URL: one request over a new connection from the client namespace.
 get() { in_cl curl -s --max-time 2 "$1" 2>/dev/null; }
+
+# status_json: lbd's /status.json, from the LAN side (status_listen).
+status_json() { in_bk curl -s --max-time 3 http://192.0.2.1:9100/status.json 2>/dev/null; }
+
+# json_py EXPR: evaluates a Python expression over the JSON on stdin (as d);
+# prints its value, or nothing when the JSON or the expression fails.
+json_py() { python3 -c 'import json, sys
+try:
+    d = json.load(sys.stdin)
+    v = eval(sys.argv[1])
+except Exception:
+    sys.exit(1)
+print(v if isinstance(v, str) else json.dumps(v))' "$1" 2>/dev/null; }
+
+# config_errors: the config errors lbd reports in /status.json, one a line.
+config_errors() { status_json | json_py '"\n".join(d["config"].get("last_errors") or [d["config"].get("last_error") or ""])'; }
 
 # tally URL N: N requests; prints "backend-1=X backend-2=Y fail=Z".
 tally() {
@@ -248,13 +271,25 @@ lab_qemu_stop 90
 ### boot 3: a broken lb.toml
 put_config "$cfg_broken"
 boot 3
-t0=$SECONDS
-while (( SECONDS - t0 < 30 )) && ! grep -q "/config/lb.toml:$broken_line:" "$serial"; do sleep 1; done
-if grep -q "/config/lb.toml:$broken_line:" "$serial"; then
-	pass boot3.error_shown "serial: $(grep -m1 "/config/lb.toml:$broken_line:" "$serial" | tr -d '\r')"
+# The error as lbd reports it: its status page (nothing else on the appliance
+# renders /status.json) and its own log lines ("lbd: " on the serial
+# console), not a check the test or a script runs on the file.
+t0=$SECONDS errs=""
+while (( SECONDS - t0 < 30 )); do
+	errs=$(config_errors)
+	grep -q "^/config/lb.toml:$broken_line:[0-9]" <<<"$errs" && break
+	sleep 1
+done
+if grep -q "^/config/lb.toml:$broken_line:[0-9]" <<<"$errs"; then
+	pass boot3.error_shown "/status.json config errors: $(grep -m1 "^/config/lb.toml:$broken_line:" <<<"$errs")"
 else
-	fail boot3.error_shown "no /config/lb.toml:$broken_line:COL on the serial console"
-	grep 'lbd-status' "$serial" | tail -n 5 | sed 's/^/    | /'
+	fail boot3.error_shown "/status.json lists no /config/lb.toml:$broken_line:COL error; it has: '${errs:-(no answer)}'"
+fi
+if grep -a -q "^lbd: .*/config/lb.toml:$broken_line:[0-9]" "$serial"; then
+	pass boot3.error_logged "lbd's log on the serial console: $(grep -a -m1 "^lbd: .*/config/lb.toml:$broken_line:" "$serial" | tr -d '\r')"
+else
+	fail boot3.error_logged "no lbd log line with /config/lb.toml:$broken_line:COL on the serial console"
+	grep -a '^lbd' "$serial" | tail -n 8 | sed 's/^/    | /'
 fi
 if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 10; then
 	pass boot3.last_good "the VIP serves config B (last good) despite the broken file"
@@ -264,15 +299,58 @@ fi
 lab_qemu_stop 90
 
 ### boot 4: lbd.config= on the kernel command line names another file
-cp "$cfg_b" "$LAB_DIR/override.toml"
-mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/override.toml" ::/override.toml
+# Config C: port 80 over backend-1 only (B, the last good config, has only
+# backend-2 there) and a service "web82" on port 82 to backend-2 that no
+# other config has. lb.toml stays the broken file of boot 3, so an lbd that
+# ignored lbd.config= would serve B from LBSTATE: both checks would fail.
+cfg_c=$LAB_DIR/override.toml
+awk '/^[ \t]*\[\[service.backend\]\]$/ { hold = $0; next }
+	hold != "" { if ($0 !~ /192\.0\.2\.12/) { print hold; print } hold = ""; next }
+	{ print }' "$cfg_a" | sed 's/image-test config A/image-test config C (lbd.config= override)/' >"$cfg_c"
+cat >>"$cfg_c" <<TOML
+
+[[service]]
+name = "web82"
+vip = "$LAB_VIP"
+port = 82
+protocol = "tcp"
+interface = "wan"
+scheduler = "rr"
+
+  [service.health]
+  type = "tcp"
+  interval = "1s"
+  rise = 1
+  fall = 2
+
+  [[service.backend]]
+  address = "192.0.2.12:8080"
+TOML
+mcopy -o -i "$img@@$CONFIG_OFFSET" "$cfg_c" ::/override.toml
 cmdline=$(cat "$(dirname "$img_src")/image/cmdline")
-LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
-	boot 4 "$cmdline lbd.config=/config/override.toml"
-if grep -a -q 'lbd-status: READY config=/config/override.toml' "$serial"; then
-	pass boot4.config_override "lbd runs on /config/override.toml (lbd.config= on the kernel command line)"
+if LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
+	boot 4 "$cmdline lbd.config=/config/override.toml"; then
+	t0=$SECONDS sj="" seen=""
+	while (( SECONDS - t0 < 30 )); do
+		sj=$(status_json)
+		seen="path=$(json_py 'd["config"]["path"]' <<<"$sj") services=$(json_py '",".join(s["name"] for s in d["services"])' <<<"$sj")"
+		[ "$seen" = "path=/config/override.toml services=web,web82" ] && break
+		sleep 1
+	done
+	if [ "$seen" = "path=/config/override.toml services=web,web82" ]; then
+		pass boot4.override_status "/status.json: $seen"
+	else
+		fail boot4.override_status "/status.json: '$seen', want path=/config/override.toml services=web,web82"
+	fi
+	if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=10 backend-2=0 fail=0" 20 &&
+		wait_vip "http://$LAB_VIP:82/" 20 && [ "$(tally "http://$LAB_VIP:82/" 5)" = "backend-1=0 backend-2=5 fail=0" ]; then
+		pass boot4.override_traffic "config C serves: port 80 -> backend-1 only, port 82 -> backend-2"
+	else
+		fail boot4.override_traffic "port 80: $(tally "http://$LAB_VIP/" 10); port 82: $(tally "http://$LAB_VIP:82/" 5)"
+	fi
 else
-	fail boot4.config_override "$(grep -a 'lbd-status:\|using config' "$serial" | tail -n 3 | tr -d '\r' | tr '\n' ' ')"
+	fail boot4.override_status "no boot"
+	fail boot4.override_traffic "no boot"
 fi
 lab_qemu_stop 90
 

@@ -69,6 +69,12 @@ cp -al "$tree" "$work/root"
 cp -a --remove-destination "$repo/rootfs/." "$work/root/"
 rm -f "$work/root/usr/bin/lbd"
 install -m 0755 "$lbd" "$work/root/usr/bin/lbd"
+if [ "$(head -c 2 "$lbd")" = "#!" ]; then
+	# The placeholder script notifies through systemd-notify (another PID)
+	# and feeds no watchdog.
+	mkdir -p "$work/root/etc/systemd/system/lbd.service.d"
+	printf '[Service]\nNotifyAccess=all\nWatchdogSec=0\n' >"$work/root/etc/systemd/system/lbd.service.d/placeholder.conf"
+fi
 osrel=$work/os-release
 {
 	grep -v -E '^(PRETTY_NAME|IMAGE_ID|IMAGE_VERSION)=' "$tree/usr/lib/os-release"
