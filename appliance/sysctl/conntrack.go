@@ -3,15 +3,7 @@ package sysctl
 import (
 	"fmt"
 	"strconv"
-
-	"lbd/appliance/status"
 )
-
-// ConntrackWarnPercent is status.ConntrackWarnPercent.
-//
-// Deprecated: use status.ConntrackWarnPercent. Kept only until daemon/
-// stops calling it; the threshold itself is defined once, in status.
-const ConntrackWarnPercent = status.ConntrackWarnPercent
 
 // ConntrackUsage reads the number of tracked flows and the table size of
 // the caller's network namespace. nf_conntrack_max is global, so in a child
@@ -30,14 +22,6 @@ func conntrackUsage(root string) (count, max int, err error) {
 		return 0, 0, err
 	}
 	return count, max, nil
-}
-
-// ConntrackHigh is status.Conntrack.High.
-//
-// Deprecated: use status.Conntrack{Count: count, Max: max}.High(). Kept
-// only until daemon/ stops calling it.
-func ConntrackHigh(count, max int) bool {
-	return status.Conntrack{Count: count, Max: max}.High()
 }
 
 func readInt(root, name string) (int, error) {
