@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"lbd/internal/lab"
 )
@@ -36,7 +37,17 @@ func TestSecondLBDLeavesTheKernelAlone(t *testing.T) {
 	bin, _ := binaries(t)
 	cmd := e.lab.Command("lb", bin, "run", "--config", other, "--socket", filepath.Join(e.dir, "second.sock"))
 	cmd.Env = append(os.Environ(), "LBD_STATE_DIR="+filepath.Join(e.dir, "state2"), "NOTIFY_SOCKET=")
+	// Bound a second lbd that does not leave (the old bug): it would run
+	// beside the first one forever.
+	stay := time.AfterFunc(30*time.Second, func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
 	out, err := cmd.CombinedOutput()
+	if !stay.Stop() {
+		t.Errorf("the second lbd was still running after 30 s; killed")
+	}
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || !strings.Contains(string(out), "another lbd is running") {
 		t.Fatalf("second lbd: err %v, output:\n%s\nwant a non-zero exit saying another lbd is running", err, out)
