@@ -17,7 +17,8 @@ FUZZ_TARGETS := \
 	config:FuzzParseAddress \
 	health:FuzzParsePayload \
 	health:FuzzParseExpectStatus \
-	daemon:FuzzApplyConfig
+	daemon:FuzzApplyConfig \
+	daemon:FuzzApplyValues
 
 .PHONY: fuzz
 fuzz:

@@ -25,10 +25,7 @@ import (
 // kernel refuses is a failure: that is issue 10's "1/h with burst
 // 4294967295", which the kernel refused with a bare EOVERFLOW.
 //
-// Per accepted input: a cold apply of every service with all backends up,
-// a diff apply with every backend down and a 1/h emergency throttle on
-// each service (element deletes, rule rewrites), then the sysctls of
-// [conntrack] and [kernel]; the table is removed again before the next.
+// What "apply" means is applyToKernel's doc.
 //
 // Seeds: testdata/fuzz/FuzzApplyConfig (the example, README snippets and
 // one config per feature).
@@ -41,44 +38,104 @@ func FuzzApplyConfig(f *testing.F) {
 		if err != nil {
 			return // refusals are FuzzParse's business (config package)
 		}
-		ns := fuzzNetns(t)
-		dp := lb.NewInNetNS(int(ns))
-		defer func() {
-			if err := dp.Remove(); err != nil {
-				t.Errorf("remove table: %v", err)
-			}
-		}()
-		refused := func(step string, err error) {
-			t.Helper()
-			t.Fatalf("config accepted by validation, refused by the kernel on %s:\n%v\n--- config ---\n%s", step, err, data)
-		}
-
-		services, fw := daemon.DesiredState(cfg)
-		if _, err := dp.ApplyState(services, fw); err != nil {
-			refused("the cold apply (all backends up)", err)
-		}
-		down := make([]lb.Service, len(services))
-		for i, s := range services {
-			s.Slots = nil
-			s.Protect.Throttle = lb.Rate{N: 1, Per: time.Hour}
-			down[i] = s
-		}
-		if _, err := dp.ApplyState(down, fw); err != nil {
-			refused("the diff apply (all backends down, throttled)", err)
-		}
-		err = netif.RunInNetns(ns, func() error {
-			changes, err := sysctl.Apply(host.Sysctls(cfg))
-			for _, c := range changes {
-				if !c.Applied() && c.Key != "net.netfilter.nf_conntrack_max" {
-					return fmt.Errorf("%s not applied: %s", c.Key, c.Warning)
-				}
-			}
-			return err
-		})
-		if err != nil {
-			refused("the sysctls", err)
-		}
+		applyToKernel(t, cfg, data)
 	})
+}
+
+// FuzzApplyValues aims the same check at the numbers: most mutations of a
+// whole file do not parse, while every input here is a well-formed file
+// whose numeric keys (the ones that reach the kernel) take the fuzzed
+// values. Whatever config accepts must apply.
+func FuzzApplyValues(f *testing.F) {
+	if os.Geteuid() != 0 {
+		f.Skip("SKIPPED: FuzzApplyValues needs root to create a network namespace and program nftables in it")
+	}
+	f.Fuzz(func(t *testing.T, rate uint64, unit uint8, burst int64, perClient bool, maxConn, clientConn int64,
+		persistNs int64, slots int64, sched uint8, weight int64, v6 bool, ctTimeoutNs int64) {
+		units := []string{"s", "m", "h"}
+		scheds := []string{"rr", "random", "sh", "mh"}
+		vip, be := "198.51.100.10", "192.0.2.11"
+		if v6 {
+			vip, be = "2001:db8::10", "[2001:db8:2::11]"
+		}
+		rateKey := "new_connection_rate"
+		if perClient {
+			rateKey = "per_client_rate"
+		}
+		data := fmt.Appendf(nil, `[conntrack]
+tcp_established_timeout = %q
+udp_timeout = %q
+
+[[service]]
+name = "v"
+vip = %q
+port = 80
+scheduler = %q
+slots = %d
+persistence = %q
+%s = "%d/%s"
+burst = %d
+max_connections = %d
+per_client_connections = %d
+backend = [{ address = "%s:8080", weight = %d }, { address = "%s:8081" }]
+`, time.Duration(ctTimeoutNs), time.Duration(ctTimeoutNs), vip, scheds[int(sched)%len(scheds)], slots,
+			time.Duration(persistNs), rateKey, rate, units[int(unit)%len(units)], burst, maxConn, clientConn, be, weight, be)
+		cfg, err := config.Parse("fuzz.toml", data)
+		if err != nil {
+			return
+		}
+		applyToKernel(t, cfg, data)
+	})
+}
+
+// applyToKernel applies cfg the way lbd run does and fails the test if the
+// kernel refuses any step: a cold apply of every service with all backends
+// up, a diff apply with every backend down and a 1/h emergency throttle on
+// each service (element deletes, rule rewrites), a diff apply back, then
+// the sysctls of [conntrack] and [kernel]. The table is removed again
+// before the next input.
+func applyToKernel(t *testing.T, cfg *config.Config, data []byte) {
+	t.Helper()
+	ns := fuzzNetns(t)
+	dp := lb.NewInNetNS(int(ns))
+	defer func() {
+		if err := dp.Remove(); err != nil {
+			t.Errorf("remove table: %v", err)
+		}
+	}()
+	refused := func(step string, err error) {
+		t.Helper()
+		t.Fatalf("config accepted by validation, refused by the kernel on %s:\n%v\n--- config ---\n%s", step, err, data)
+	}
+
+	services, fw := daemon.DesiredState(cfg)
+	if _, err := dp.ApplyState(services, fw); err != nil {
+		refused("the cold apply (all backends up)", err)
+	}
+	down := make([]lb.Service, len(services))
+	for i, s := range services {
+		s.Slots = nil
+		s.Protect.Throttle = lb.Rate{N: 1, Per: time.Hour}
+		down[i] = s
+	}
+	if _, err := dp.ApplyState(down, fw); err != nil {
+		refused("the diff apply (all backends down, throttled)", err)
+	}
+	if _, err := dp.ApplyState(services, fw); err != nil {
+		refused("the diff apply back (all up, throttle lifted)", err)
+	}
+	err := netif.RunInNetns(ns, func() error {
+		changes, err := sysctl.Apply(host.Sysctls(cfg))
+		for _, c := range changes {
+			if !c.Applied() && c.Key != "net.netfilter.nf_conntrack_max" {
+				return fmt.Errorf("%s not applied: %s", c.Key, c.Warning)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		refused("the sysctls", err)
+	}
 }
 
 // The namespace is made once per fuzz worker process and is anonymous: it
