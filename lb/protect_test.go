@@ -1,7 +1,7 @@
 package lb
 
 import (
-	"bytes"
+	"encoding/hex"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-
 )
 
 // recorder stands in for Conn.AddSet: it gives anonymous sets an ID, as
@@ -125,12 +124,28 @@ func TestAllowWithoutThisFamilyRefusesAll(t *testing.T) {
 	}
 }
 
-func TestLimitKeyFollowsLimit(t *testing.T) {
-	if bytes.Equal(limitKey(5), limitKey(6)) || bytes.Equal(limitKey(20, 1, 0), limitKey(20, 60, 0)) {
-		t.Fatal("different limits must give different element keys")
-	}
-	if !bytes.Equal(limitKey(5), limitKey(5)) {
-		t.Fatal("the key must depend only on the limit")
+// TestLimitKeyKnownValues: the key is part of every per-client element
+// in the kernel, so per-client counts survive a restart of lbd or a
+// reload that keeps the limit only if a new process computes the same key
+// for the same limit; a different limit must give a different key so old
+// elements stop counting. The values were computed outside Go (FNV-1a 32
+// by hand in Python over the big-endian uint64 parts, big-endian result),
+// so this is not the function compared with itself.
+func TestLimitKeyKnownValues(t *testing.T) {
+	for _, c := range []struct {
+		parts []uint64
+		want  string
+	}{
+		{[]uint64{5}, "96e16986"},
+		{[]uint64{6}, "95e167f3"},
+		{[]uint64{20, 1, 0}, "de19e796"},
+		{[]uint64{20, 60, 0}, "a357c31d"},
+		{[]uint64{1, 2}, "462054ec"},
+		{[]uint64{2, 1}, "25d7958c"}, // order matters: rate 1 burst 2 is not rate 2 burst 1
+	} {
+		if got := hex.EncodeToString(limitKey(c.parts...)); got != c.want {
+			t.Errorf("limitKey%v = %s, want %s", c.parts, got, c.want)
+		}
 	}
 }
 
