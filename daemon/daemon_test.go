@@ -48,11 +48,16 @@ type testDaemon struct {
 // ends. stateDir "" means a fresh temp dir.
 func startDaemon(t *testing.T, text, stateDir string) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, text, stateDir, newFakeDataplane())
+}
+
+func startDaemonWith(t *testing.T, text, stateDir string, dp *fakeDataplane) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
 		stateDir = t.TempDir()
 	}
-	td := &testDaemon{fakes: &fakes{dp: newFakeDataplane(), ct: &fakeConntrack{}, mon: &fakeMonitor{}},
+	td := &testDaemon{fakes: &fakes{dp: dp, ct: &fakeConntrack{}, mon: &fakeMonitor{}},
 		cfg: filepath.Join(dir, "lb.toml"), done: make(chan error, 1)}
 	td.write(t, text)
 	td.d = New(td.options(td.cfg, filepath.Join(dir, "s.sock"), stateDir))
@@ -369,3 +374,27 @@ func TestReloadsRacingHealthFlipsEndInTheFinalState(t *testing.T) {
 }
 
 func reloadRequestFor() control.Request { return control.Request{Command: "reload"} }
+
+// Upgrading from a release that wrote no health.json: the slots the kernel
+// still holds say which checked backends were down.
+func TestFirstStartWithoutHealthFileAdoptsFromKernelSlots(t *testing.T) {
+	dp := newFakeDataplane()
+	dp.owners = map[string]map[netip.AddrPort]int{"198.51.100.10/tcp/80": {be1: 16}}
+	extra := "[[service.backend]]\naddress = \"192.0.2.14:80\"\nbackup = true\n"
+	td := startDaemonWith(t, svcTOML("a", "198.51.100.10", "", be1, be2)+extra+svcTOML("fresh", "198.51.100.11", "", be2), "", dp)
+	if st := td.mon.initial("a", be2); st != health.StateDown {
+		t.Errorf("be2 held no slot in the kernel: starts %q, want down", st)
+	}
+	for _, c := range []struct {
+		svc string
+		be  netip.AddrPort
+	}{{"a", be1}, {"a", netip.MustParseAddrPort("192.0.2.14:80")}, {"fresh", be2}} {
+		if st := td.mon.initial(c.svc, c.be); st != health.StateUp {
+			t.Errorf("%s %s starts %q, want up (held slots, a backup, or a service the kernel did not have)", c.svc, c.be, st)
+		}
+	}
+	got, _ := td.dp.state()
+	if s := slotsOf(got["a"]); s[be2] != 0 || s[be1] == 0 {
+		t.Errorf("first apply: slots %v", s)
+	}
+}

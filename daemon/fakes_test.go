@@ -27,6 +27,14 @@ type fakeDataplane struct {
 	entered  chan struct{}            // signalled when an apply starts (if set)
 	forgot   []string                 // "service backend" of ForgetPersistence calls
 	order    []string                 // "apply" / "forget ..." in call order
+	// owners is what SlotOwners reports: the slots a previous lbd left.
+	owners map[string]map[netip.AddrPort]int
+}
+
+func (f *fakeDataplane) SlotOwners() (map[string]map[netip.AddrPort]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.owners, nil
 }
 
 func newFakeDataplane() *fakeDataplane { return &fakeDataplane{services: map[string]lb.Service{}} }

@@ -33,8 +33,10 @@ type inputs struct {
 	throttles     map[string]lb.Rate
 	upSince       map[backendKey]time.Time // when a backend came up (slow start)
 	full          map[backendKey]bool      // backends at their max_connections
-	// adopted are backends the previous lbd left down (health.json).
-	adopted map[backendKey]bool
+	// adopted are backends the previous lbd left down (health.json);
+	// kernelSlots what the kernel served at start, when there was no file.
+	adopted     map[backendKey]bool
+	kernelSlots map[string]map[netip.AddrPort]int
 	// gen counts recorded changes; the loop copies it when it starts a
 	// sync so waiters know whether their change is in the kernel.
 	gen uint64
@@ -292,9 +294,15 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 	}
 	d.mu.Lock()
 	old := d.pub.cfg
-	adopted := d.in.adopted
-	d.in.adopted = nil // only the first config adopts the old health
+	adopted, owners := d.in.adopted, d.in.kernelSlots
+	d.in.adopted, d.in.kernelSlots = nil, nil // only the first config adopts the old health
 	d.mu.Unlock()
+	if owners != nil {
+		adopted = adoptFromSlots(cfg, owners)
+		if len(adopted) > 0 {
+			d.log.Info("no health.json; adopting as down the checked backends the kernel served no slots", "down", len(adopted))
+		}
+	}
 	if err := d.monitor.Set(healthTargets(cfg, adopted)); err != nil {
 		return fail(fmt.Errorf("health checks: %w", err))
 	}
@@ -451,11 +459,27 @@ func (d *Daemon) isUp(k backendKey) bool {
 	return !ok || ts.State != health.StateDown
 }
 
-// adoptHealth reads which backends the previous lbd had down.
+// adoptHealth reads which backends the previous lbd had down: from
+// health.json, or, when there is none (the first start after an upgrade
+// from a release that did not write it), from the slots the kernel still
+// holds (see adoptFromSlots).
 func (d *Daemon) adoptHealth() {
 	down, err := loadDownBackends(d.stateDir)
 	if err != nil {
 		d.log.Warn("backend health of the previous run not adopted; backends start up", "err", err)
+		return
+	}
+	if down == nil {
+		if r, ok := d.dp.(slotReader); ok {
+			owners, err := r.SlotOwners()
+			if err != nil {
+				d.log.Warn("reading the slots the previous lbd left", "err", err)
+			}
+			d.mu.Lock()
+			d.in.kernelSlots = owners
+			d.log.Info("no health.json; read the slots the kernel holds", "services", len(owners))
+			d.mu.Unlock()
+		}
 		return
 	}
 	if len(down) > 0 {
@@ -464,6 +488,39 @@ func (d *Daemon) adoptHealth() {
 	d.mu.Lock()
 	d.in.adopted = down
 	d.mu.Unlock()
+}
+
+// slotReader is a data plane that can say which backends hold slots now.
+type slotReader interface {
+	SlotOwners() (map[string]map[netip.AddrPort]int, error)
+}
+
+// adoptFromSlots derives the down set from what the kernel serves: a
+// checked primary backend with weight whose service has slots in the
+// kernel but that itself holds none was down (or full) when the previous
+// lbd stopped. It starts down and earns its traffic with `rise` passes: a
+// backend new in the config looks the same and so waits `rise` checks too,
+// which costs a little time and never a failed connection.
+func adoptFromSlots(cfg *config.Config, owners map[string]map[netip.AddrPort]int) map[backendKey]bool {
+	down := map[backendKey]bool{}
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		spec := serviceSpec(s)
+		planned := lb.Service{VIP: spec.VIP, Proto: spec.Proto, Port: spec.Port}
+		held := owners[planned.Endpoint()]
+		if len(held) == 0 {
+			continue
+		}
+		for _, b := range s.Backends {
+			if b.Backup || b.EffectiveWeight() == 0 || (s.Health == nil && b.Health == nil) {
+				continue
+			}
+			if held[b.Addr] == 0 {
+				down[backendKey{s.Name, b.Addr}] = true
+			}
+		}
+	}
+	return down
 }
 
 // saveHealth writes health.json from the monitor's current state.

@@ -72,6 +72,9 @@ type env struct {
 	labsrv  string
 	// extraEnv is added to lbd's environment (after NOTIFY_SOCKET= is cleared).
 	extraEnv []string
+	// bin, when set, is the lbd binary startLBD runs instead of the one
+	// under test (the upgrade test starts a previous release).
+	bin string
 }
 
 // newEnv builds a lab with n backends (servers started) and clients.
@@ -114,6 +117,9 @@ func (e *env) writeConfig(text string) {
 func (e *env) startLBD() {
 	e.t.Helper()
 	bin, _ := binaries(e.t)
+	if e.bin != "" {
+		bin = e.bin
+	}
 	if e.logf == nil {
 		f, err := os.Create(filepath.Join(e.dir, "lbd.log"))
 		if err != nil {

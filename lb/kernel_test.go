@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"lbd/internal/lab"
@@ -64,6 +65,16 @@ func TestDataplaneRoundRobinV4(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(st)
+	// What a restarted lbd reads back: every backend's slot count.
+	owners, err := NewInNetNS(int(f.Fd())).SlotOwners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Plan(cfg, nil) {
+		if got, want := owners[p.Endpoint()], p.SlotCounts(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: kernel slots read back %v, want %v", p.Endpoint(), got, want)
+		}
+	}
 	counts := map[string]int{}
 	for i := 0; i < 30; i++ {
 		name, err := s.Ask("client", lab.VIPv4+":7000")
