@@ -8,7 +8,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
-
 )
 
 // The appliance's own packet filter lives in table lbd next to the NAT

@@ -11,7 +11,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
-
 )
 
 // Protection (limits, allow/deny, throttle) becomes rules at the head of a

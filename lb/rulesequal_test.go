@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
 )
 
 // rulesEqual compares by hand; this guard fails when a field is added to

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
-
 )
 
 // scaleConfig is n services of 8 backends each on distinct VIPs.
