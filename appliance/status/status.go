@@ -60,6 +60,7 @@ type Service struct {
 	Packets   uint64    `json:"packets"`
 	Bytes     uint64    `json:"bytes"`
 	Throttle  string    `json:"throttle,omitempty"`
+	Limits    Limits    `json:"limits,omitzero"`
 	Refused   Refusals  `json:"refused"`
 	Backends  []Backend `json:"backends"`
 }
@@ -82,6 +83,7 @@ type Backend struct {
 	Backup            bool      `json:"backup"`
 	State             string    `json:"state"`
 	ActiveConnections int       `json:"active_connections"`
+	MaxConnections    int       `json:"max_connections,omitempty"`
 	Slots             int       `json:"slots"`
 	LastCheck         string    `json:"last_check,omitempty"`
 	LastCheckLatency  float64   `json:"last_check_latency_seconds"`
