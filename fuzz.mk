@@ -2,8 +2,8 @@
 # one after another. Plain `go test` (and so `make test`) already replays
 # every committed corpus in <pkg>/testdata/fuzz as ordinary tests; a
 # crasher found here is written there and becomes a regression seed.
-# FuzzApplyConfig needs root (it applies configs to a kernel in a network
-# namespace of its own) and skips loudly without it.
+# The daemon targets need root (they apply configs to a kernel in a
+# network namespace of their own) and skip loudly without it.
 FUZZTIME     ?= 30s
 # Workers per target; 1 leaves the other core to whoever shares the machine.
 FUZZPARALLEL ?= 1
@@ -20,10 +20,13 @@ FUZZ_TARGETS := \
 	daemon:FuzzApplyConfig \
 	daemon:FuzzApplyValues
 
+# -timeout 0: go test's default 10m timeout would cut a long run short
+# (FUZZTIME bounds each run anyway).
 .PHONY: fuzz
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=./$${t%%:*}; name=$${t##*:}; \
 		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZPARALLEL); \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -timeout 0 \
+			-fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZPARALLEL); \
 	done
