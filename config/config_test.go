@@ -86,7 +86,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown top key", "bogus = 1\n", []string{"1:1: bogus: unknown key"}},
 		{"unknown service key", svc + "sheduler = \"rr\"\n" + be, []string{"5:1: service[0].sheduler: unknown key"}},
-		{"bad scheduler", svc + "scheduler = \"wlc\"\n" + be, []string{"5:13: service[0].scheduler: unknown scheduler \"wlc\""}},
+		{"bad scheduler", svc + "scheduler = \"wrr\"\n" + be, []string{"5:13: service[0].scheduler: unknown scheduler \"wrr\""}},
 		{"bad duration", svc + "persistence = \"10 minutes\"\n" + be, []string{"5:15: service[0].persistence: bad duration"}},
 		{"wrong type", svc + "snat = \"yes\"\n" + be, []string{"5:8: service[0].snat: expected true or false, got string"}},
 		{"weight range", svc + be + "weight = 5000\n", []string{"7:10: service[0].backend[0].weight: 5000 out of range"}},
@@ -106,7 +106,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad rate", svc + "new_connection_rate = \"fast\"\n" + be, []string{"5:23: service[0].new_connection_rate: bad rate"}},
 		{"bad cidr", svc + "deny = [\"203.0.113.0/33\"]\n" + be, []string{"5:9: service[0].deny[0]: bad network"}},
 		{"slots not prime for sh", svc + "scheduler = \"sh\"\nslots = 100\n" + be, []string{"6:9: service[0].slots: 100 is not prime"}},
-		{"three mistakes", svc + "scheduler = \"wlc\"\npersistence = \"x\"\n" + be + "weight = 9999\n", []string{
+		{"three mistakes", svc + "scheduler = \"wrr\"\npersistence = \"x\"\n" + be + "weight = 9999\n", []string{
 			"5:13: service[0].scheduler", "6:15: service[0].persistence", "9:10: service[0].backend[0].weight"}},
 	}
 	for _, tc := range cases {

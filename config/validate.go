@@ -23,7 +23,7 @@ const (
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // Schedulers lbd knows.
-var Schedulers = []string{"rr", "random", "sh", "mh"}
+var Schedulers = []string{"rr", "random", "sh", "mh", "lc", "wlc"}
 
 type validator struct {
 	seen map[string]Pos

@@ -222,7 +222,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// Ticks only record and wake the loop; the conntrack dump of
 			// the max_connections poll stays off the loop.
 			d.slowStartTick()
-			d.maxConnTick()
+			d.conntrackTick()
 		}
 	}
 }

@@ -33,6 +33,7 @@ type inputs struct {
 	throttles     map[string]lb.Rate
 	upSince       map[backendKey]time.Time // when a backend came up (slow start)
 	full          map[backendKey]bool      // backends at their max_connections
+	shares        map[backendKey]float64   // lc/wlc slot shares (conntrackTick)
 	// adopted are backends the previous lbd left down (health.json);
 	// kernelSlots what the kernel served at start, when there was no file.
 	adopted     map[backendKey]bool
@@ -46,7 +47,7 @@ type inputs struct {
 
 func newInputs() inputs {
 	return inputs{dirty: map[string]bool{}, throttles: map[string]lb.Rate{},
-		upSince: map[backendKey]time.Time{}, full: map[backendKey]bool{}}
+		upSince: map[backendKey]time.Time{}, full: map[backendKey]bool{}, shares: map[backendKey]float64{}}
 }
 
 // published is what the loop made true, for status and control replies.
@@ -545,6 +546,7 @@ func (d *Daemon) availability(cfg *config.Config) lb.AvailabilityFunc {
 	d.mu.Lock()
 	upSince := maps(d.in.upSince)
 	full := maps(d.in.full)
+	shares := maps(d.in.shares)
 	d.mu.Unlock()
 	return func(svc string, be netip.AddrPort) lb.Availability {
 		k := backendKey{svc, be}
@@ -552,7 +554,7 @@ func (d *Daemon) availability(cfg *config.Config) lb.AvailabilityFunc {
 		if ok && ts.State == health.StateDown {
 			return lb.Availability{Up: false}
 		}
-		a := lb.Availability{Up: true, Full: full[k]}
+		a := lb.Availability{Up: true, Full: full[k], Share: shares[k]}
 		if ss := slow[svc]; ss > 0 {
 			if t, ok := upSince[k]; ok && now.Sub(t) < ss {
 				a.Ramp = max(0.05, float64(now.Sub(t))/float64(ss))

@@ -45,7 +45,11 @@ func serviceSpec(s *config.Service) lb.ServiceSpec {
 		Backends: make([]lb.BackendSpec, len(s.Backends)),
 	}
 	for j, b := range s.Backends {
-		spec.Backends[j] = lb.BackendSpec{Addr: b.Addr, Weight: b.EffectiveWeight(), Backup: b.Backup}
+		w := b.EffectiveWeight()
+		if s.Scheduler == "lc" && w > 0 {
+			w = 1 // lc counts flows only; weight 0 still drains
+		}
+		spec.Backends[j] = lb.BackendSpec{Addr: b.Addr, Weight: w, Backup: b.Backup}
 	}
 	return spec
 }

@@ -39,18 +39,25 @@ func (d *Daemon) slowStartTick() {
 	}
 }
 
-// maxConnTick enforces per-backend max_connections: it counts each such
-// backend's live flows (one conntrack dump, here rather than in the loop)
-// and records which are full, so the loop takes them out of the slots
-// until they have room again and new flows go to the others instead of
-// being dropped (like IPVS upper thresholds).
-func (d *Daemon) maxConnTick() {
+// conntrackTick counts live flows per backend (one conntrack dump, here
+// rather than in the loop) for the two features that need them, and
+// records what changed so the loop replans only those services:
+//   - per-backend max_connections: a full backend leaves the slots until
+//     it has room again, so new flows go to the others instead of being
+//     dropped (like IPVS upper thresholds);
+//   - lc/wlc: each backend's slot share follows its active flows per
+//     weight (see lcShares).
+func (d *Daemon) conntrackTick() {
 	d.mu.Lock()
 	cfg := d.pub.cfg
 	limits := map[backendKey]int{}
+	lcServices := map[string]bool{}
 	var plans []lb.Service
 	if cfg != nil {
 		for _, s := range cfg.Services {
+			if s.Scheduler == "lc" || s.Scheduler == "wlc" {
+				lcServices[s.Name] = true
+			}
 			for _, b := range s.Backends {
 				if b.MaxConnections > 0 {
 					limits[backendKey{s.Name, b.Addr}] = b.MaxConnections
@@ -62,29 +69,33 @@ func (d *Daemon) maxConnTick() {
 		}
 	}
 	old := maps(d.in.full)
+	oldShares := maps(d.in.shares)
 	d.mu.Unlock()
-	if len(limits) == 0 {
-		if len(old) > 0 {
+	if len(limits) == 0 && len(lcServices) == 0 {
+		if len(old) > 0 || len(oldShares) > 0 {
 			d.record(func(in *inputs) {
 				for k := range in.full {
 					in.dirty[k.Service] = true
 				}
-				in.full = map[backendKey]bool{}
+				for k := range in.shares {
+					in.dirty[k.Service] = true
+				}
+				in.full, in.shares = map[backendKey]bool{}, map[backendKey]float64{}
 			})
 		}
 		return
 	}
 	active, err := d.ct.ActiveConnections(plans)
 	if err != nil {
-		d.log.Warn("max_connections: conntrack", "err", err)
+		d.log.Warn("conntrack count for max_connections / lc", "err", err)
 		return
 	}
 	endpoint := map[string]string{}
 	for _, p := range plans {
 		endpoint[p.Name] = p.Endpoint()
 	}
+	changed := map[string]bool{}
 	now := map[backendKey]bool{}
-	var changed []string
 	for k, lim := range limits {
 		n := active[lb.FlowKey{Endpoint: endpoint[k.Service], Backend: k.Backend}]
 		// Hysteresis: full at the limit, free again one below it.
@@ -93,17 +104,84 @@ func (d *Daemon) maxConnTick() {
 			now[k] = true
 		}
 		if isFull != old[k] {
-			changed = append(changed, k.Service)
+			changed[k.Service] = true
 			d.log.Info("backend max_connections", "service", k.Service, "backend", k.Backend.String(), "active", n, "limit", lim, "full", isFull)
+		}
+	}
+	shares := map[backendKey]float64{}
+	for _, s := range cfg.Services {
+		if !lcServices[s.Name] {
+			continue
+		}
+		var ws []lcBackend
+		for _, b := range s.Backends {
+			w := b.EffectiveWeight()
+			if s.Scheduler == "lc" && w > 0 {
+				w = 1
+			}
+			ws = append(ws, lcBackend{key: backendKey{s.Name, b.Addr}, weight: w,
+				active: active[lb.FlowKey{Endpoint: endpoint[s.Name], Backend: b.Addr}]})
+		}
+		for k, v := range lcShares(ws) {
+			shares[k] = v
+			if oldShares[k] != v {
+				changed[s.Name] = true
+			}
+		}
+	}
+	for k := range oldShares {
+		if _, ok := shares[k]; !ok {
+			changed[k.Service] = true
 		}
 	}
 	if len(changed) == 0 {
 		return
 	}
 	d.record(func(in *inputs) {
-		in.full = now
-		for _, s := range changed {
+		in.full, in.shares = now, shares
+		for s := range changed {
 			in.dirty[s] = true
 		}
 	})
+}
+
+type lcBackend struct {
+	key    backendKey
+	weight int
+	active int
+}
+
+// lcShares turns active flow counts into slot shares for lc/wlc. IPVS
+// sends each new connection to the backend with the fewest active
+// connections per weight; lbd schedules in the kernel from a slot table,
+// so once a second it gives each backend a share of its weight that
+// shrinks with its load: with r = active/weight and L = max(r) + 1, the
+// share is (L - r) / (L - min(r)), quantised to 1/64 (at least 1/64), so
+// the least loaded backends keep their whole weight. Equal load gives every backend
+// share 1 (spread by weight); a backend holding many more flows than the
+// others gets few of the new ones until they catch up. Between two ticks
+// the shares stay fixed, so a burst can overshoot by at most one second of
+// new connections times the busy backend's share.
+func lcShares(bs []lcBackend) map[backendKey]float64 {
+	maxR, minR := 0.0, -1.0
+	for _, b := range bs {
+		if b.weight > 0 {
+			r := float64(b.active) / float64(b.weight)
+			maxR = max(maxR, r)
+			if minR < 0 || r < minR {
+				minR = r
+			}
+		}
+	}
+	l := maxR + 1
+	out := map[backendKey]float64{}
+	for _, b := range bs {
+		if b.weight <= 0 {
+			continue
+		}
+		r := float64(b.active) / float64(b.weight)
+		q := float64(int((l-r)/(l-minR)*64+0.5)) / 64
+		out[b.key] = max(q, 1.0/64)
+	}
+	return out
 }

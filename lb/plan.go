@@ -14,6 +14,10 @@ type Availability struct {
 	Ramp float64
 	// Full is true while the backend is at its max_connections.
 	Full bool
+	// Share scales the backend's weight for the least-connection
+	// schedulers (lc, wlc): in (0, 1], lower for a backend that holds more
+	// active flows per weight than the others; 0 is taken as 1.
+	Share float64
 }
 
 // AvailabilityFunc reports a backend's availability; nil means all up.
@@ -173,7 +177,11 @@ func PlanService(s *ServiceSpec, avail AvailabilityFunc) Service {
 			if ramp <= 0 || ramp > 1 {
 				ramp = 1
 			}
-			res[i].Weight = max(1, int(float64(w.Weight*rampScale)*ramp))
+			share := a.Share
+			if share <= 0 || share > 1 {
+				share = 1
+			}
+			res[i].Weight = max(1, int(float64(w.Weight*rampScale)*ramp*share))
 			any = true
 		}
 		return res, any

@@ -121,7 +121,7 @@ func slotExprs(s *Service) []expr.Any {
 			&expr.Payload{DestRegister: sport, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
 			&expr.Hash{SourceRegister: r.slot, DestRegister: r.slot, Length: r.addrLen + 4, Modulus: m, Seed: s.Seed, Type: expr.HashTypeJenkins},
 		}
-	default: // rr
+	default: // rr, and lc/wlc, whose choice lives in the slot shares
 		return []expr.Any{&expr.Numgen{Register: r.slot, Modulus: m, Type: unix.NFT_NG_INCREMENTAL}}
 	}
 }

@@ -26,6 +26,8 @@ type Weighted struct {
 //     that with every backend up the shares are exact (and N requests over
 //     N backends of equal weight land exactly evenly), and at least 32 so a
 //     backend that goes down spreads its share over the rest finely.
+//   - lc/wlc: as rr, but at least 64, so the shares the active-flow counts
+//     give can be told apart.
 //   - sh/mh: a prime (Maglev needs M prime to make each backend's
 //     permutation cover every slot), about 32 slots per backend, so that the
 //     table is balanced and a removal disturbs few other slots.
@@ -45,17 +47,21 @@ func Modulus(scheduler string, primaries []Weighted, total int) int {
 			sum += b.Weight
 		}
 	}
+	floor := 32
+	if scheduler == "lc" || scheduler == "wlc" {
+		floor = 64
+	}
 	if sum == 0 {
-		return 32
+		return floor
 	}
 	w := sum / g
-	if w >= 32 {
+	if w >= floor {
 		if w > 4096 {
 			return 4096
 		}
 		return w
 	}
-	return w * ((32 + w - 1) / w)
+	return w * ((floor + w - 1) / w)
 }
 
 func gcd(a, b int) int {
