@@ -23,13 +23,16 @@ func fixedSnapshot() status.Snapshot {
 		Conntrack: status.Conntrack{Count: 240000, Max: 262144},
 		Reloads:   status.ReloadStats{OK: 3, Failed: 1, LastAt: now},
 		Sync:      status.Sync{InSync: false, OutOfSyncSince: time.Unix(1700000000, 0), Failures: 4, LastError: "netlink: no buffer space", Syncs: 17},
-		Warnings:  []string{"conntrack table 92% full"},
+		Warnings: []string{"conntrack table 92% full",
+			"kernel out of sync since 2023-11-14T22:13:20Z (4 failed applies, retrying): netlink: no buffer space"},
 		Services: []status.Service{
 			{
 				Name: "web", VIP: "198.51.100.10", Port: 80, Protocol: "tcp", Scheduler: "rr", SNAT: true,
 				Packets: 1234, Bytes: 567890, Refused: status.Refusals{NoBackend: 3, Rate: 12},
+				Throttle: "100/s",
+				Limits:   status.Limits{NewConnectionRate: "500/s", Burst: 100, MaxConnections: 1000, PerClientRate: "20/s", Deny: []string{"203.0.113.0/24"}},
 				Backends: []status.Backend{
-					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, LastCheck: "ok", LastCheckLatency: 0.00123, ChecksPassed: 100, ChecksFailed: 2},
+					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.00123, ChecksPassed: 100, ChecksFailed: 2},
 					{Address: "192.0.2.12:8080", Weight: 1, State: status.StateDown, LastCheck: "status 503", LastCheckLatency: 0.0042, ChecksPassed: 50, ChecksFailed: 9},
 					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2},
 				},

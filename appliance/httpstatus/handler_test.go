@@ -255,12 +255,18 @@ func TestPage(t *testing.T) {
 		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	for _, want := range []string{
-		`<meta http-equiv="refresh" content="2">`,
+		`<noscript><meta http-equiv="refresh" content="2"></noscript>`, `data-refresh="2"`,
 		"lb-1", "lbd v0.4.0", "up 3h 0m",
 		"last reload FAILED", "/config/lb.toml:14:8: service.port: 70000 out of range",
 		"WARNING: NAT table nearly full", "conntrack table 92% full",
 		`<td class="up">up</td>`, `<td class="down">DOWN</td>`, "lease until 2026-11-26 11:00:00Z",
-		"198.51.100.10:80/tcp rr snat", "1/3 up",
+		`198.51.100.10:80/tcp <span class="dim">rr snat</span>`, `<span class="badge up">1/3 up</span>`,
+		// unchecked backends serve: the v6 service is up, not "0/1"
+		`<span class="badge up">1/1 up</span>`, "THROTTLED 100/s",
+		"new flows 1234 · first-packet bytes 567890",
+		"limits: new 500/s burst 100 · max 1000 conns · per client 20/s · deny 203.0.113.0/24",
+		"31/500",
+		`<div class="banner" id="sync">kernel out of sync since 2023-11-14 22:13:20Z`, "4 failed applies, retrying: netlink: no buffer space",
 		`<td class="up">up</td>`, `<td class="down">down</td>`, `<td class="drain">drain</td>`, `<td class="unchecked">unchecked</td>`,
 		"192.0.2.12:8080", "status 503", "4.2ms", "[2001:db8::53]:53/udp",
 		"refused: no_backend 3 rate 12",
@@ -272,6 +278,12 @@ func TestPage(t *testing.T) {
 	}
 	if strings.Contains(page, "<script>alert") {
 		t.Error("service name not escaped")
+	}
+	if strings.Contains(page, "! kernel out of sync") {
+		t.Error("out-of-sync warning repeated under the banner")
+	}
+	if strings.Contains(page, "pkts") {
+		t.Error(`first packets of new flows labelled as traffic ("pkts")`)
 	}
 	if resp.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("Cache-Control %q", resp.Header.Get("Cache-Control"))

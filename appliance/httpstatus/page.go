@@ -7,24 +7,35 @@ import (
 	"html/template"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"lbd/appliance/status"
 )
 
-// refreshSeconds is the page's auto-refresh period; the console refreshes
-// every second, a browser tab need not hammer the daemon that hard.
+// refreshSeconds is how often the page's script polls /status.json (and,
+// without JavaScript, how often the page reloads itself). The console
+// refreshes every second; a browser tab need not hammer the daemon that
+// hard, since every poll makes the daemon read conntrack.
 const refreshSeconds = 2
+
+// historyMinutes is how far back the page's graphs reach. The browser keeps
+// the history itself (the daemon stores none), so it starts empty when the
+// page is opened.
+const historyMinutes = 5
 
 //go:embed page.html
 var pageFS embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"since":   func(from, to time.Time) string { return human(to.Sub(from)) },
-	"latency": latency,
-	"refused": refusedList,
-	"upCount": upCount,
+	"clock":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"since":     func(from, to time.Time) string { return human(to.Sub(from)) },
+	"latency":   latency,
+	"refused":   refusedList,
+	"limits":    limitList,
+	"serving":   func(s status.Service) int { return s.ServingCount() },
+	"outOfSync": func(y status.Sync) bool { return !y.InSync && !y.OutOfSyncSince.IsZero() },
+	"shown":     shownWarnings,
 	// JoinHostPort brackets IPv6 VIPs: [2001:db8::53]:53, not 2001:db8::53:53.
 	"hostport": func(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) },
 }).ParseFS(pageFS, "page.html"))
@@ -34,6 +45,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 type pageData struct {
 	status.Snapshot
 	Refresh       int
+	History       int
 	ConntrackPct  float64
 	ConntrackHigh bool
 }
@@ -41,7 +53,7 @@ type pageData struct {
 // renderPage executes the template into memory, so a template error gives
 // a clean 500 rather than half a page.
 func renderPage(s status.Snapshot) ([]byte, error) {
-	d := pageData{Snapshot: s, Refresh: refreshSeconds}
+	d := pageData{Snapshot: s, Refresh: refreshSeconds, History: historyMinutes}
 	if s.Conntrack.Max > 0 {
 		d.ConntrackPct = s.Conntrack.Percent()
 		d.ConntrackHigh = s.Conntrack.High()
@@ -69,14 +81,50 @@ func refusedList(r status.Refusals) []reason {
 	return out
 }
 
-func upCount(bs []status.Backend) int {
-	n := 0
-	for _, b := range bs {
-		if b.State == status.StateUp {
-			n++
+// limitList words a service's configured limits the way the config file
+// and the console say them; the page's script (page.html, limitList) words
+// them the same.
+func limitList(l status.Limits) []string {
+	var out []string
+	if l.NewConnectionRate != "" {
+		r := "new " + l.NewConnectionRate
+		if l.Burst > 0 {
+			r += " burst " + strconv.Itoa(l.Burst)
 		}
+		out = append(out, r)
 	}
-	return n
+	if l.MaxConnections > 0 {
+		out = append(out, "max "+strconv.Itoa(l.MaxConnections)+" conns")
+	}
+	if l.PerClientRate != "" {
+		out = append(out, "per client "+l.PerClientRate)
+	}
+	if l.PerClientConnections > 0 {
+		out = append(out, "per client "+strconv.Itoa(l.PerClientConnections)+" conns")
+	}
+	if len(l.Allow) > 0 {
+		out = append(out, "allow "+strings.Join(l.Allow, " "))
+	}
+	if len(l.Deny) > 0 {
+		out = append(out, "deny "+strings.Join(l.Deny, " "))
+	}
+	return out
+}
+
+// syncWarningPrefix starts the warning the daemon adds while the kernel is
+// out of sync. The page shows that state as a banner of its own, so the
+// same sentence is not repeated among the warnings.
+const syncWarningPrefix = "kernel out of sync since"
+
+func shownWarnings(s status.Snapshot) []string {
+	var out []string
+	for _, w := range s.Warnings {
+		if !s.Sync.InSync && !s.Sync.OutOfSyncSince.IsZero() && strings.HasPrefix(w, syncWarningPrefix) {
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // human formats a duration as its two largest units, as the console does.
