@@ -32,6 +32,10 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return control.Response{OK: true, Message: msg}
 	case "throttle":
 		return d.throttle(req.Args)
+	case "drain":
+		return d.drain(req.Args)
+	case "undrain":
+		return d.undrain(req.Args)
 	case "debug-wedge":
 		if !d.opts.TestHooks {
 			break

@@ -34,6 +34,8 @@ type inputs struct {
 	upSince       map[backendKey]time.Time // when a backend came up (slow start)
 	full          map[backendKey]bool      // backends at their max_connections
 	shares        map[backendKey]float64   // lc/wlc slot shares (conntrackTick)
+	drains        map[backendKey]drainState // runtime drains (lbd drain)
+	drainFlushes  []backendKey              // drains past their deadline
 	// adopted are backends the previous lbd left down (health.json);
 	// kernelSlots what the kernel served at start, when there was no file.
 	adopted     map[backendKey]bool
@@ -47,7 +49,8 @@ type inputs struct {
 
 func newInputs() inputs {
 	return inputs{dirty: map[string]bool{}, throttles: map[string]lb.Rate{},
-		upSince: map[backendKey]time.Time{}, full: map[backendKey]bool{}, shares: map[backendKey]float64{}}
+		upSince: map[backendKey]time.Time{}, full: map[backendKey]bool{}, shares: map[backendKey]float64{},
+		drains: map[backendKey]drainState{}}
 }
 
 // published is what the loop made true, for status and control replies.
@@ -186,8 +189,8 @@ func (d *Daemon) syncOnce() error {
 
 	d.mu.Lock()
 	cfg := d.pub.cfg
-	dirty, resync, downs := d.in.dirty, d.in.resync, d.in.downs
-	d.in.dirty, d.in.resync, d.in.downs = map[string]bool{}, false, nil
+	dirty, resync, downs, drainFlushes := d.in.dirty, d.in.resync, d.in.downs, d.in.drainFlushes
+	d.in.dirty, d.in.resync, d.in.downs, d.in.drainFlushes = map[string]bool{}, false, nil, nil
 	healthChanged := d.in.healthChanged
 	d.in.healthChanged = false
 	throttles := maps(d.in.throttles)
@@ -195,6 +198,9 @@ func (d *Daemon) syncOnce() error {
 	d.mu.Unlock()
 	if cfg == nil || (len(dirty) == 0 && !resync) {
 		d.markApplied(gen, nil)
+		if cfg != nil && len(drainFlushes) > 0 {
+			d.flushDrained(d.plannedList(), drainFlushes)
+		}
 		return nil
 	}
 
@@ -217,6 +223,7 @@ func (d *Daemon) syncOnce() error {
 		d.mu.Lock()
 		d.in.resync = true
 		d.in.downs = append(downs, d.in.downs...)
+		d.in.drainFlushes = append(drainFlushes, d.in.drainFlushes...)
 		d.in.healthChanged = d.in.healthChanged || healthChanged
 		d.mu.Unlock()
 		d.markApplied(gen, err)
@@ -232,6 +239,7 @@ func (d *Daemon) syncOnce() error {
 	d.mu.Unlock()
 	d.markApplied(gen, nil)
 	d.afterDown(cfg, plans, downs)
+	d.flushDrained(plans, drainFlushes)
 	if healthChanged {
 		d.saveHealth()
 	}
@@ -345,6 +353,7 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 	}
 	sort.Strings(lifted)
 	d.in.throttles = map[string]lb.Rate{}
+	keepDrains(d.in.drains, cfg)
 	d.mu.Unlock()
 	if req.source == "" {
 		d.saveLastGood(cfg)
@@ -547,6 +556,7 @@ func (d *Daemon) availability(cfg *config.Config) lb.AvailabilityFunc {
 	upSince := maps(d.in.upSince)
 	full := maps(d.in.full)
 	shares := maps(d.in.shares)
+	drains := maps(d.in.drains)
 	d.mu.Unlock()
 	return func(svc string, be netip.AddrPort) lb.Availability {
 		k := backendKey{svc, be}
@@ -554,7 +564,8 @@ func (d *Daemon) availability(cfg *config.Config) lb.AvailabilityFunc {
 		if ok && ts.State == health.StateDown {
 			return lb.Availability{Up: false}
 		}
-		a := lb.Availability{Up: true, Full: full[k], Share: shares[k]}
+		_, drained := drains[k]
+		a := lb.Availability{Up: true, Full: full[k] || drained, Share: shares[k]}
 		if ss := slow[svc]; ss > 0 {
 			if t, ok := upSince[k]; ok && now.Sub(t) < ss {
 				a.Ramp = max(0.05, float64(now.Sub(t))/float64(ss))
@@ -569,6 +580,17 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 	out := make(map[K]V, len(m))
 	for k, v := range m {
 		out[k] = v
+	}
+	return out
+}
+
+// plannedList is the published plan as a list.
+func (d *Daemon) plannedList() []lb.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]lb.Service, 0, len(d.pub.planned))
+	for _, p := range d.pub.planned {
+		out = append(out, p)
 	}
 	return out
 }

@@ -18,6 +18,7 @@ func (d *Daemon) Snapshot() status.Snapshot {
 	cfg := d.pub.cfg
 	planned := maps(d.pub.planned)
 	throttles := maps(d.in.throttles)
+	drains := maps(d.in.drains)
 	snap := status.Snapshot{
 		Version: d.opts.Version, StartedAt: d.started, Now: time.Now(),
 		Config: status.Config{Path: d.opts.ConfigPath, LoadedAt: d.pub.loadedAt, Source: d.pub.source,
@@ -81,7 +82,11 @@ func (d *Daemon) Snapshot() status.Snapshot {
 			default:
 				sb.State = status.StateUp
 			}
-			if b.EffectiveWeight() == 0 && sb.State != status.StateDown {
+			dr, drained := drains[backendKey{s.Name, b.Addr}]
+			if drained {
+				sb.Drain = dr.status()
+			}
+			if (b.EffectiveWeight() == 0 || drained) && sb.State != status.StateDown {
 				sb.State = status.StateDrain
 			}
 			if checked {

@@ -40,13 +40,14 @@ func (d *Daemon) slowStartTick() {
 }
 
 // conntrackTick counts live flows per backend (one conntrack dump, here
-// rather than in the loop) for the two features that need them, and
+// rather than in the loop) for the features that need them, and
 // records what changed so the loop replans only those services:
 //   - per-backend max_connections: a full backend leaves the slots until
 //     it has room again, so new flows go to the others instead of being
 //     dropped (like IPVS upper thresholds);
 //   - lc/wlc: each backend's slot share follows its active flows per
-//     weight (see lcShares).
+//     weight (see lcShares);
+//   - runtime drains: done at zero flows, flushed at their deadline.
 func (d *Daemon) conntrackTick() {
 	d.mu.Lock()
 	cfg := d.pub.cfg
@@ -70,8 +71,14 @@ func (d *Daemon) conntrackTick() {
 	}
 	old := maps(d.in.full)
 	oldShares := maps(d.in.shares)
+	draining := 0
+	for _, st := range d.in.drains {
+		if st.done.IsZero() {
+			draining++
+		}
+	}
 	d.mu.Unlock()
-	if len(limits) == 0 && len(lcServices) == 0 {
+	if len(limits) == 0 && len(lcServices) == 0 && draining == 0 {
 		if len(old) > 0 || len(oldShares) > 0 {
 			d.record(func(in *inputs) {
 				for k := range in.full {
@@ -93,6 +100,9 @@ func (d *Daemon) conntrackTick() {
 	endpoint := map[string]string{}
 	for _, p := range plans {
 		endpoint[p.Name] = p.Endpoint()
+	}
+	if draining > 0 {
+		d.drainTick(active, endpoint)
 	}
 	changed := map[string]bool{}
 	now := map[backendKey]bool{}

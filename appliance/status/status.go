@@ -90,6 +90,20 @@ type Backend struct {
 	LastTransition    time.Time `json:"last_transition,omitzero"`
 	ChecksPassed      uint64    `json:"checks_passed"`
 	ChecksFailed      uint64    `json:"checks_failed"`
+	// Drain is set while `lbd drain` holds the backend out of new flows.
+	Drain *Drain `json:"drain,omitempty"`
+}
+
+// Drain is a runtime drain (`lbd drain`), kept across reloads that keep
+// the backend, lifted by `lbd undrain`.
+type Drain struct {
+	Since time.Time `json:"since"`
+	// Deadline is when the flows left are flushed; zero = never.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Done is when the backend had no flows left or its flows were
+	// flushed at the deadline; Flushed counts those.
+	Done    time.Time `json:"done,omitzero"`
+	Flushed uint      `json:"flushed,omitempty"`
 }
 
 // NIC is one network interface managed by lbd.
