@@ -32,8 +32,7 @@ usage:
   lbd status  [--json] [--socket PATH]          show the live state
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
   lbd console [--once] [--socket PATH]          full-screen status page
-  lbd drain SERVICE BACKEND [--timeout D]       no new flows to BACKEND; waits for its flows to end
-  lbd undrain SERVICE BACKEND                   lift a runtime drain
+  lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd version
 
 defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocket + `
@@ -56,10 +55,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "JSON output (status)")
 	once := fs.Bool("once", false, "print one frame and exit (console)")
 	switch cmd {
-	case "drain":
-		return cmdDrain(rest, stdout, stderr)
-	case "undrain":
-		return cmdUndrain(rest, stdout, stderr)
+	case "import": // own flags (-o, --ipvsadm)
+		return cmdImport(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
