@@ -32,6 +32,8 @@ usage:
   lbd status  [--json] [--socket PATH]          show the live state
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
   lbd console [--once] [--socket PATH]          full-screen status page
+  lbd drain SERVICE BACKEND [--timeout D]       no new flows to BACKEND; waits for its flows to end
+  lbd undrain SERVICE BACKEND                   lift a runtime drain
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd version
 
@@ -57,6 +59,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "import": // own flags (-o, --ipvsadm)
 		return cmdImport(rest, stdout, stderr)
+	case "drain":
+		return cmdDrain(rest, stdout, stderr)
+	case "undrain":
+		return cmdUndrain(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
