@@ -5,6 +5,7 @@
 package console
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -19,20 +20,28 @@ const maxErrorLines = 3
 // terminal: at most height lines of at most width runes, the overflow
 // summarised as "… N more". With color, ANSI colours are added around
 // state words; the words themselves are always there.
+//
+// Render has one snapshot, so it draws no graphs; the full-screen console
+// (Run) keeps a history and draws them.
 func Render(s status.Snapshot, width, height int, color bool) string {
-	f := build(s, width)
+	f := build(s, width, nil)
 	f.fit(height)
 	return f.string(width, color)
 }
 
 // build lays out the whole page top to bottom; what matters most when the
-// screen is short (reload failures, warnings) comes before the long lists.
-func build(s status.Snapshot, width int) *frame {
+// screen is short (kernel out of sync, reload failures, warnings) comes
+// before the long lists. h may be nil: no graphs then.
+func build(s status.Snapshot, width int, h *history) *frame {
 	f := &frame{}
 	header(f, s, width)
+	syncLines(f, s)
 	configLines(f, s)
 	conntrackLine(f, s)
 	for _, w := range s.Warnings {
+		if outOfSync(s.Sync) && strings.HasPrefix(w, syncWarningPrefix) {
+			continue // syncLines says it, in red, at the top
+		}
 		f.add(kindOther, sp(warn, "! %s", w))
 	}
 	if len(s.NICs) > 0 {
@@ -43,8 +52,30 @@ func build(s status.Snapshot, width int) *frame {
 		}
 	}
 	f.add(kindOther)
-	services(f, s)
+	services(f, s, h)
 	return f
+}
+
+// syncWarningPrefix starts the warning the daemon adds while the kernel is
+// out of sync; the page shows that state on its own lines instead.
+const syncWarningPrefix = "kernel out of sync since"
+
+func outOfSync(y status.Sync) bool { return !y.InSync && !y.OutOfSyncSince.IsZero() }
+
+// syncLines says, right under the title, that the kernel does not hold
+// what lbd wants: traffic follows an older state until an apply succeeds.
+func syncLines(f *frame, s status.Snapshot) {
+	y := s.Sync
+	if !outOfSync(y) {
+		return
+	}
+	f.add(kindOther, sp(bad, "KERNEL OUT OF SYNC for %s", human(s.Now.Sub(y.OutOfSyncSince))),
+		sp(plain, " (since %s), retrying", clock(y.OutOfSyncSince)))
+	detail := fmt.Sprintf("  %d failed applies", y.Failures)
+	if y.LastError != "" {
+		detail += ": " + y.LastError
+	}
+	f.add(kindOther, sp(bad, "%s", detail))
 }
 
 func header(f *frame, s status.Snapshot, width int) {

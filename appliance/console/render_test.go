@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"lbd/appliance/status"
@@ -71,16 +72,19 @@ func TestFrameFitsScreen(t *testing.T) {
 		svc.Name = fmt.Sprintf("service-with-a-rather-long-name-%d", i)
 		big.Services = append(big.Services, svc)
 	}
-	for _, s := range []status.Snapshot{fixedSnapshot(), big, {}} {
+	for _, s := range []status.Snapshot{fixedSnapshot(), big, {}, movingSnapshot(300)} {
 		for _, size := range [][2]int{{80, 24}, {40, 10}, {20, 3}, {200, 60}, {80, 1}} {
-			out := Render(s, size[0], size[1], false)
-			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if len(lines) > size[1] {
-				t.Errorf("%dx%d: %d lines", size[0], size[1], len(lines))
-			}
-			for _, l := range lines {
-				if n := utf8.RuneCountInString(l); n > size[0] {
-					t.Errorf("%dx%d: line of %d runes: %q", size[0], size[1], n, l)
+			f := build(s, size[0], movingHistory(300))
+			f.fit(size[1])
+			for _, out := range []string{Render(s, size[0], size[1], false), f.string(size[0], false)} {
+				lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+				if len(lines) > size[1] {
+					t.Errorf("%dx%d: %d lines", size[0], size[1], len(lines))
+				}
+				for _, l := range lines {
+					if n := utf8.RuneCountInString(l); n > size[0] {
+						t.Errorf("%dx%d: line of %d runes: %q", size[0], size[1], n, l)
+					}
 				}
 			}
 		}
@@ -133,4 +137,24 @@ func TestConntrackBelowThresholdIsNotAWarning(t *testing.T) {
 	if out := Render(s, 80, 40, false); strings.Contains(out, "nearly full") || !strings.Contains(out, "conntrack 1000/262144 (0%)") {
 		t.Errorf("conntrack line wrong:\n%s", out)
 	}
+}
+
+// movingHistory is what the console has seen after watching movingSnapshot
+// for n+1 seconds, one fetch a second.
+func movingHistory(n int) *history {
+	h := &history{}
+	for i := 0; i <= n; i++ {
+		h.add(movingSnapshot(i), time.Time{})
+	}
+	return h
+}
+
+// The full-screen console after four minutes and a bit: a graph line per
+// service, a health strip per backend (192.0.2.12's outage in it), the
+// out-of-sync lines at the top, limits and refusals.
+func TestGoldenGraphs80x24(t *testing.T) {
+	const n = 250
+	f := build(movingSnapshot(n), 80, movingHistory(n))
+	f.fit(24)
+	golden(t, "graphs-80x24.txt", f.string(80, false))
 }

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/gdamore/tcell/v2"
@@ -62,13 +63,17 @@ func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, e
 	go fetchLoop(ctx, fetch, every, results)
 
 	var last *result
+	hist := &history{vt: linuxVT()}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case r := <-results:
 			last = &r
-			paint(scr, last)
+			if r.err == nil {
+				hist.add(r.snap, r.at)
+			}
+			paint(scr, last, hist)
 		case ev, ok := <-events:
 			if !ok {
 				return nil // screen finalised under us
@@ -81,7 +86,7 @@ func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, e
 			case *tcell.EventResize:
 				scr.Sync()
 				if last != nil {
-					paint(scr, last)
+					paint(scr, last, hist)
 				}
 			}
 		}
@@ -117,14 +122,18 @@ func quits(ev *tcell.EventKey) bool {
 	return false
 }
 
-// paint draws the frame for r on the whole screen.
-func paint(scr tcell.Screen, r *result) {
+// linuxVT reports whether the page is on the Linux virtual console (tty1 of
+// the appliance), whose built-in font lacks most block elements.
+func linuxVT() bool { return os.Getenv("TERM") == "linux" }
+
+// paint draws the frame for r on the whole screen, with graphs from h.
+func paint(scr tcell.Screen, r *result, hist *history) {
 	w, h := scr.Size()
 	var f *frame
 	if r.err != nil {
 		f = errorFrame(r.err, r.at, w)
 	} else {
-		f = build(r.snap, w)
+		f = build(r.snap, w, hist)
 	}
 	f.fit(h)
 	scr.Clear()

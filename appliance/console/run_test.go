@@ -117,3 +117,36 @@ func TestQuitKeys(t *testing.T) {
 		t.Error("x quits")
 	}
 }
+
+// Run keeps a history of what it fetched and draws graphs from it.
+func TestRunDrawsGraphs(t *testing.T) {
+	scr := newScreen(t)
+	var mu sync.Mutex
+	n := 0
+	fetch := func() (status.Snapshot, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return movingSnapshot(n), nil // a second of daemon time per fetch
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, scr, fetch, time.Millisecond) }()
+	var f string
+	for i := 0; i < 40; i++ {
+		f = waitFrame(t, scr)
+	}
+	cancel()
+	for {
+		select {
+		case <-done:
+			for _, want := range []string{"health 4m", "   new/s ", "  active ", "███ ok"} {
+				if !strings.Contains(f, want) {
+					t.Errorf("frame after 40 fetches lacks %q:\n%s", want, f)
+				}
+			}
+			return
+		case <-scr.frames:
+		}
+	}
+}

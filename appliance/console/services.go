@@ -1,6 +1,9 @@
 package console
 
 import (
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -19,37 +22,45 @@ var stateStyle = map[string]style{
 	status.StateUnchecked: dim,
 }
 
-func services(f *frame, s status.Snapshot) {
+func services(f *frame, s status.Snapshot, h *history) {
 	if len(s.Services) == 0 {
 		f.add(kindOther, sp(bold, "Services"), sp(dim, "  none configured"))
 		return
 	}
-	addrW := 0
+	addrW, connW := 0, 6
 	for _, svc := range s.Services {
 		for _, b := range svc.Backends {
 			addrW = max(addrW, utf8.RuneCountInString(backendName(b)))
+			connW = max(connW, len(conns(b)))
 		}
 	}
 	addrW = min(addrW, maxAddrWidth)
-	f.add(kindOther, sp(bold, "%-*s", addrW+3, "Services"), sp(dim, "%-9s %-3s %6s %7s  last check", "state", "wt", "conns", "check"))
+	head := fmt.Sprintf("%-9s %-3s %*s %7s  ", "state", "wt", connW, "conns", "check")
+	if h.ready() {
+		head += fmt.Sprintf("%-*s ", graphCells, fmt.Sprintf("health %.0fm", (graphCells*graphStep).Minutes()))
+	}
+	f.add(kindOther, sp(bold, "%-*s", addrW+3, "Services"), sp(dim, "%slast check", head))
 	for _, svc := range s.Services {
 		serviceLine(f, svc)
-		for _, b := range svc.Backends {
-			backendLine(f, b, addrW)
+		if h.ready() {
+			graphLine(f, svc, h)
+		}
+		if l := limitList(svc.Limits); len(l) > 0 {
+			f.add(kindOther, sp(plain, "   limits: %s", strings.Join(l, " · ")))
 		}
 		if r := refusals(svc.Refused); r != "" {
 			f.add(kindOther, sp(warn, "   refused: %s", r))
+		}
+		for _, b := range svc.Backends {
+			backendLine(f, svc, b, addrW, connW, h)
 		}
 	}
 }
 
 func serviceLine(f *frame, svc status.Service) {
-	up := 0
-	for _, b := range svc.Backends {
-		if b.State == status.StateUp {
-			up++
-		}
-	}
+	// Unchecked backends serve (no check means trusted), so they count:
+	// a service whose only backend has no check is "1/1 up", not a red 0/1.
+	up := svc.ServingCount()
 	upStyle := good
 	if up == 0 {
 		upStyle = bad
@@ -58,16 +69,89 @@ func serviceLine(f *frame, svc status.Service) {
 	if !svc.SNAT {
 		nat = "no-snat"
 	}
+	// Packets counts only the first packet of each new flow (the NAT rule
+	// sees nothing else), so it is shown as what it is: new flows. Their
+	// bytes (mostly SYN sizes) tell an operator nothing and are left to
+	// the page and the JSON.
 	spans := []span{
 		sp(bold, " %s", svc.Name),
 		sp(plain, "  %s/%s  %s %s  ", hostPort(svc.VIP, svc.Port), svc.Protocol, svc.Scheduler, nat),
 		sp(upStyle, "%d/%d up", up, len(svc.Backends)),
-		sp(dim, "  %s pkts %s", count(svc.Packets), bytes(svc.Bytes)),
+		sp(dim, "  %s new flows", count(svc.Packets)),
 	}
 	if svc.Throttle != "" {
-		spans = append(spans, sp(warn, "  throttle %s", svc.Throttle))
+		spans = append(spans, sp(warn, "  THROTTLED %s", svc.Throttle))
 	}
 	f.add(kindService, spans...)
+}
+
+// graphLine draws the service's new connections per second and active
+// connections over the last minutes, each with its current value.
+func graphLine(f *frame, svc status.Service, h *history) {
+	act := 0
+	for _, b := range svc.Backends {
+		act += b.ActiveConnections
+	}
+	f.add(kindOther,
+		sp(dim, "   new/s "), sp(plain, "%s", h.spark(h.rate(svc.Name))), sp(bold, " %-6s", rateText(h.lastRate(svc.Name))),
+		sp(dim, "  active "), sp(plain, "%s", h.spark(h.active(svc.Name))), sp(bold, " %s", count(uint64(act))))
+}
+
+// rateText formats connections per second: one decimal below 10.
+func rateText(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return scaled(v, "")
+}
+
+// limitList words a service's configured limits as the status page does.
+func limitList(l status.Limits) []string {
+	var out []string
+	if l.NewConnectionRate != "" {
+		r := "new " + l.NewConnectionRate
+		if l.Burst > 0 {
+			r += " burst " + strconv.Itoa(l.Burst)
+		}
+		out = append(out, r)
+	}
+	if l.MaxConnections > 0 {
+		out = append(out, "max "+strconv.Itoa(l.MaxConnections)+" conns")
+	}
+	if l.PerClientRate != "" {
+		out = append(out, "per client "+l.PerClientRate)
+	}
+	if l.PerClientConnections > 0 {
+		out = append(out, "per client "+strconv.Itoa(l.PerClientConnections)+" conns")
+	}
+	// Networks are counted, not listed: a deny list can be long, and the
+	// page and `lbd status --json` have them in full.
+	if len(l.Allow) > 0 {
+		out = append(out, "allow "+nets(len(l.Allow)))
+	}
+	if len(l.Deny) > 0 {
+		out = append(out, "deny "+nets(len(l.Deny)))
+	}
+	return out
+}
+
+func nets(n int) string {
+	if n == 1 {
+		return "1 net"
+	}
+	return strconv.Itoa(n) + " nets"
+}
+
+// conns is a backend's active connections, against its max_connections
+// when it has one.
+func conns(b status.Backend) string {
+	if b.MaxConnections > 0 {
+		return fmt.Sprintf("%d/%d", b.ActiveConnections, b.MaxConnections)
+	}
+	return strconv.Itoa(b.ActiveConnections)
 }
 
 func backendName(b status.Backend) string {
@@ -77,7 +161,7 @@ func backendName(b status.Backend) string {
 	return b.Address
 }
 
-func backendLine(f *frame, b status.Backend, addrW int) {
+func backendLine(f *frame, svc status.Service, b status.Backend, addrW, connW int, h *history) {
 	name := backendName(b)
 	if utf8.RuneCountInString(name) > addrW {
 		name = string([]rune(name)[:addrW-1]) + "…"
@@ -89,10 +173,14 @@ func backendLine(f *frame, b status.Backend, addrW int) {
 	spans := []span{
 		sp(plain, "   %-*s ", addrW, name),
 		sp(st, "%-9s", orDash(b.State)),
-		sp(plain, " %-3d %6d %7s", b.Weight, b.ActiveConnections, latency(b.LastCheckLatency)),
+		sp(plain, " %-3d %*s %7s  ", b.Weight, connW, conns(b), latency(b.LastCheckLatency)),
+	}
+	if h.ready() {
+		spans = append(spans, h.strip(h.health(svc.Name, b.Address))...)
+		spans = append(spans, sp(plain, " "))
 	}
 	if b.LastCheck != "" {
-		spans = append(spans, sp(dim, "  %s", b.LastCheck))
+		spans = append(spans, sp(dim, "%s", b.LastCheck))
 	}
 	f.add(kindBackend, spans...)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"math"
 	"time"
 
 	"lbd/appliance/status"
@@ -62,4 +63,53 @@ func fixedSnapshot() status.Snapshot {
 			},
 		},
 	}
+}
+
+// movingSnapshot is a two-service appliance at second n of a run, for the
+// graphs: web's new connections swell from about 5/s to 35/s and back,
+// its active connections follow, 192.0.2.12 is down from second 100 to
+// 140; dns is IPv6 with one backend without a health check. The kernel has
+// been out of sync since second 200.
+func movingSnapshot(n int) status.Snapshot {
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	now := start.Add(time.Duration(n) * time.Second)
+	var flows uint64
+	for i := 1; i <= n; i++ {
+		flows += uint64(20 + 15*math.Sin(float64(i)/30))
+	}
+	act := 40 + int(30*math.Sin(float64(n)/30))
+	b2, check2 := status.StateUp, "ok"
+	if n >= 100 && n < 140 {
+		b2, check2 = status.StateDown, "connection refused"
+	}
+	s := status.Snapshot{
+		Hostname: "lb-1", Version: "v0.5.0", StartedAt: start.Add(-26 * time.Hour), Now: now,
+		Config:    status.Config{Path: "/config/lb.toml", LoadedAt: start.Add(-time.Hour)},
+		Conntrack: status.Conntrack{Count: 1800, Max: 262144},
+		Reloads:   status.ReloadStats{OK: 2},
+		Sync:      status.Sync{InSync: true, Syncs: 40},
+		Services: []status.Service{
+			{
+				Name: "web", VIP: "198.51.100.10", Port: 80, Protocol: "tcp", Scheduler: "wlc", SNAT: true,
+				Packets: flows, Bytes: flows * 60, Throttle: "200/s",
+				Limits:  status.Limits{NewConnectionRate: "500/s", Burst: 100, PerClientRate: "20/s", Deny: []string{"203.0.113.0/24"}},
+				Refused: status.Refusals{Rate: 1200, PerClientRate: 40, ThrottleRefused: uint64(n)},
+				Backends: []status.Backend{
+					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: act, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.0012},
+					{Address: "192.0.2.12:8080", Weight: 1, State: b2, ActiveConnections: act / 4, LastCheck: check2, LastCheckLatency: 0.0021},
+					{Address: "192.0.2.13:8080", Weight: 1, State: status.StateUp, ActiveConnections: act / 3, LastCheck: "ok", LastCheckLatency: 0.0009},
+				},
+			},
+			{
+				Name: "dns", VIP: "2001:db8:ff::53", Port: 53, Protocol: "udp", Scheduler: "sh",
+				Packets: uint64(12 * n), Bytes: uint64(800 * n),
+				Backends: []status.Backend{{Address: "[2001:db8:2::11]:53", Weight: 1, State: status.StateUnchecked, ActiveConnections: 30 + n%7}},
+			},
+		},
+	}
+	if n >= 200 {
+		s.Sync = status.Sync{InSync: false, OutOfSyncSince: start.Add(200 * time.Second), Failures: 6, LastError: "netlink: no buffer space", Syncs: 40}
+		s.Warnings = []string{"kernel out of sync since 2026-11-26T10:03:20Z (6 failed applies, retrying): netlink: no buffer space"}
+	}
+	return s
 }
