@@ -36,6 +36,10 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return d.drain(req.Args)
 	case "undrain":
 		return d.undrain(req.Args)
+	case "conns":
+		return d.conns(req.Args)
+	case "flush":
+		return d.flush(req.Args)
 	case "debug-wedge":
 		if !d.opts.TestHooks {
 			break

@@ -106,6 +106,19 @@ func (c *fakeConntrack) FlushBackend(s *lb.Service, b netip.AddrPort) (uint, err
 	return 1, nil
 }
 
+func (c *fakeConntrack) ListFlows(s []lb.Service) ([]lb.Flow, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []lb.Flow
+	for k, n := range c.active {
+		for i := 0; i < n; i++ {
+			out = append(out, lb.Flow{Endpoint: k.Endpoint, Proto: "tcp", State: "ESTABLISHED", Backend: k.Backend,
+				Client: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), uint16(40000+i))})
+		}
+	}
+	return out, nil
+}
+
 // fakeMonitor holds health states the test sets and delivers transitions
 // through the daemon's callback, as the real monitor does.
 type fakeMonitor struct {

@@ -8,7 +8,9 @@ import (
 )
 
 func TestLCSharesFollowActiveFlowsPerWeight(t *testing.T) {
-	k := func(i int) backendKey { return backendKey{"s", netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(i))} }
+	k := func(i int) backendKey {
+		return backendKey{"s", netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(i))}
+	}
 	// Equal load per weight: every backend keeps its whole weight.
 	got := lcShares([]lcBackend{{k(1), 1, 10}, {k(2), 2, 20}, {k(3), 1, 10}})
 	for i := 1; i <= 3; i++ {

@@ -31,11 +31,12 @@ type inputs struct {
 	// healthChanged: health.json needs writing after the next sync.
 	healthChanged bool
 	throttles     map[string]lb.Rate
-	upSince       map[backendKey]time.Time // when a backend came up (slow start)
-	full          map[backendKey]bool      // backends at their max_connections
-	shares        map[backendKey]float64   // lc/wlc slot shares (conntrackTick)
+	upSince       map[backendKey]time.Time  // when a backend came up (slow start)
+	full          map[backendKey]bool       // backends at their max_connections
+	shares        map[backendKey]float64    // lc/wlc slot shares (conntrackTick)
 	drains        map[backendKey]drainState // runtime drains (lbd drain)
 	drainFlushes  []backendKey              // drains past their deadline
+	calls         []func()                  // run by the loop (inLoop)
 	// adopted are backends the previous lbd left down (health.json);
 	// kernelSlots what the kernel served at start, when there was no file.
 	adopted     map[backendKey]bool
@@ -179,12 +180,15 @@ func (d *Daemon) maybeWedge(ctx context.Context) {
 // caller and the running config stays.
 func (d *Daemon) syncOnce() error {
 	d.mu.Lock()
-	req := d.in.reload
-	d.in.reload = nil
+	req, calls := d.in.reload, d.in.calls
+	d.in.reload, d.in.calls = nil, nil
 	gen := d.in.gen
 	d.mu.Unlock()
 	if req != nil {
 		d.applyReload(req)
+	}
+	for _, f := range calls {
+		f()
 	}
 
 	d.mu.Lock()

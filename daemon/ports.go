@@ -26,6 +26,7 @@ type Dataplane interface {
 type Conntrack interface {
 	ActiveConnections(services []lb.Service) (map[lb.FlowKey]int, error)
 	FlushBackend(s *lb.Service, backend netip.AddrPort) (uint, error)
+	ListFlows(services []lb.Service) ([]lb.Flow, error)
 }
 
 // HealthMonitor runs the checks: *health.Monitor in production.
@@ -53,6 +54,8 @@ func (kernelConntrack) ActiveConnections(s []lb.Service) (map[lb.FlowKey]int, er
 func (kernelConntrack) FlushBackend(s *lb.Service, b netip.AddrPort) (uint, error) {
 	return lb.FlushBackend(s, b)
 }
+
+func (kernelConntrack) ListFlows(s []lb.Service) ([]lb.Flow, error) { return lb.ListFlows(s) }
 
 // backendKey names one backend of one service: the key of every
 // per-backend fact the daemon keeps (health, slow start, fullness).

@@ -41,6 +41,9 @@ type Response struct {
 	Message string           `json:"message,omitempty"`
 	Errors  []string         `json:"errors,omitempty"`
 	Status  *status.Snapshot `json:"status,omitempty"`
+	// Conns answers "conns"; Count says how many entries "flush" removed.
+	Conns []status.Conn `json:"conns,omitempty"`
+	Count int           `json:"count,omitempty"`
 }
 
 // Handler executes requests.

@@ -34,6 +34,8 @@ usage:
   lbd console [--once] [--socket PATH]          full-screen status page
   lbd drain SERVICE BACKEND [--timeout D]       no new flows to BACKEND; waits for its flows to end
   lbd undrain SERVICE BACKEND                   lift a runtime drain
+  lbd conns [SERVICE] [--backend B]             tracked connections (ipvsadm -Lnc)
+  lbd flush SERVICE|--backend B|--all [--yes]   delete tracked connections ("clear the NAT table")
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd version
 
@@ -63,6 +65,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdDrain(rest, stdout, stderr)
 	case "undrain":
 		return cmdUndrain(rest, stdout, stderr)
+	case "conns":
+		return cmdConns(rest, stdout, stderr)
+	case "flush":
+		return cmdFlush(rest, os.Stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
