@@ -26,6 +26,7 @@ const (
 func Keepalived(name string, data []byte, dir string, opt Options) (*Result, error) {
 	c := &converter{opt: opt, res: &Result{Source: name, Kind: "keepalived"}}
 	lx := newLexer(c.warn)
+	lx.configID = opt.ConfigID
 	if err := lx.file(name, data, dir, 0); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,8 @@ type lexer struct {
 	defs   map[string]string
 	warn   func(Pos, string, ...any)
 	readFn func(string) ([]byte, error)
+	// configID selects conditional lines (@id) as keepalived -i does.
+	configID string
 }
 
 func newLexer(warn func(Pos, string, ...any)) *lexer {
@@ -68,16 +70,32 @@ func (lx *lexer) file(name string, data []byte, dir string, depth int) error {
 			continue
 		}
 		if strings.HasPrefix(line, "@") {
-			// Conditional lines (`@main`, `@^backup`) apply only on the
-			// keepalived instance with that config id, which lbd cannot know.
-			// A skipped line that opens a block skips the whole block.
-			lx.warn(pos, "conditional line %q skipped: lbd has no config ids; keep the line's content by hand if it applies to this machine", line)
-			depth := braceBalance(line)
-			for depth > 0 && i+1 < len(lines) {
-				i++
-				depth += braceBalance(decomment(lines[i]))
+			// Conditional lines: `@id rest` applies on the keepalived
+			// started with config id `id` (-i, default its host name),
+			// `@^id rest` everywhere else. Without --config-id the line is
+			// skipped; a skipped line that opens a block skips the block.
+			word, rest, _ := strings.Cut(line[1:], " ")
+			if j := strings.IndexAny(word, "\t"); j >= 0 {
+				word, rest = word[:j], word[j+1:]+" "+rest
 			}
-			continue
+			neg := strings.HasPrefix(word, "^")
+			word = strings.TrimPrefix(word, "^")
+			if lx.configID != "" && (word == lx.configID) != neg {
+				line = strings.TrimSpace(rest)
+			} else {
+				if lx.configID == "" {
+					lx.warn(pos, "conditional line %q skipped: give --config-id (keepalived's -i, by default its host name) to keep the lines meant for this machine", line)
+				}
+				depth := braceBalance(line)
+				for depth > 0 && i+1 < len(lines) {
+					i++
+					depth += braceBalance(decomment(lines[i]))
+				}
+				continue
+			}
+			if line == "" {
+				continue
+			}
 		}
 		if m := defRE.FindStringSubmatch(line); m != nil {
 			lx.defs[m[1]] = strings.TrimSpace(m[2])

@@ -98,6 +98,10 @@ type Options struct {
 	// running lbd's (config.Schedulers). Least-connection schedulers map
 	// to lc/wlc only when this list has them.
 	Schedulers []string
+	// ConfigID is keepalived's config id (-i): `@ConfigID` lines are
+	// kept, `@^ConfigID` lines dropped. Empty: every conditional line is
+	// skipped with a warning.
+	ConfigID string
 }
 
 func (o Options) has(s string) bool {

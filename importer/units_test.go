@@ -240,3 +240,20 @@ func TestIpvsadmLongOptions(t *testing.T) {
 		t.Errorf("--set: %+v", res.Conntrack)
 	}
 }
+
+func TestConditionalLines(t *testing.T) {
+	text := "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo rr\n" +
+		"@lb1 real_server 192.0.2.1 80 {\n weight 1\n }\n" +
+		"@^lb1\treal_server 192.0.2.2 80 {\n weight 1\n }\n}\n"
+	for id, want := range map[string]string{"lb1": "192.0.2.1", "lb2": "192.0.2.2"} {
+		res, _ := kaImport(t, text, Options{ConfigID: id})
+		if b := res.Services[0].Backends; len(b) != 1 || b[0].Addr.String() != want {
+			t.Errorf("config id %s: backends %v, want only %s", id, b, want)
+		}
+	}
+	// Without an id both are skipped (with their blocks), so nothing is left.
+	res, err := Keepalived("k.conf", []byte(text), ".", Options{})
+	if err != nil || len(res.Services) != 0 || !warned(res, "--config-id") {
+		t.Errorf("no id: %v services, err %v, warnings %v", len(res.Services), err, res.Warnings)
+	}
+}

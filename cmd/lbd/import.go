@@ -13,7 +13,7 @@ import (
 	"lbd/importer"
 )
 
-const importUsage = `usage: lbd import [-o FILE] keepalived.conf
+const importUsage = `usage: lbd import [-o FILE] [--config-id ID] keepalived.conf
        lbd import --ipvsadm [-o FILE] FILE      (FILE = output of ipvsadm-save -n)
 
 Prints an lb.toml equivalent to a keepalived.conf (its virtual_server
@@ -23,6 +23,11 @@ includes are then relative to the current directory).
   -o FILE     write the result to FILE (atomically: a temporary file renamed
               over it) instead of standard output
   --ipvsadm   the input is ipvsadm-save -n output, not keepalived.conf
+  --config-id ID
+              keep keepalived's conditional lines for this machine, as
+              keepalived -i ID does: "@ID line" is kept, "@^ID line" dropped
+              (keepalived's default id is the host name). Without it every
+              conditional line is skipped with a warning
 
 Every setting without an exact lbd equivalent is reported on standard error
 as FILE:LINE: warning: ..., once per item; the output never depends on them.
@@ -69,6 +74,7 @@ func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, importUsage) }
 	out := fs.String("o", "", "write to FILE instead of standard output")
 	ipvs := fs.Bool("ipvsadm", false, "the input is ipvsadm-save -n output")
+	configID := fs.String("config-id", "", "keepalived config id (-i) selecting @ID lines")
 	// The input may come before or after the flags.
 	var pos []string
 	rest := args
@@ -108,7 +114,7 @@ func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *ipvs {
 		res, err = importer.Ipvsadm(name, data, importer.Options{})
 	} else {
-		res, err = importer.Keepalived(name, data, dir, importer.Options{})
+		res, err = importer.Keepalived(name, data, dir, importer.Options{ConfigID: *configID})
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "lbd import:", err)
