@@ -38,6 +38,8 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return d.undrain(req.Args)
 	case "conns":
 		return d.conns(req.Args)
+	case "diff":
+		return d.diffRequest(req.Args)
 	case "flush":
 		return d.flush(req.Args)
 	case "debug-wedge":

@@ -44,6 +44,8 @@ type Response struct {
 	// Conns answers "conns"; Count says how many entries "flush" removed.
 	Conns []status.Conn `json:"conns,omitempty"`
 	Count int           `json:"count,omitempty"`
+	// Lines is a text answer, one line each ("diff").
+	Lines []string `json:"lines,omitempty"`
 }
 
 // Handler executes requests.

@@ -28,7 +28,7 @@ const usage = `lbd — declarative NAT load balancer
 usage:
   lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
   lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
-  lbd reload  [--socket PATH]                   re-read the config of the running daemon
+  lbd reload  [--diff] [--socket PATH]          re-read the config of the running daemon (--diff: show the change first)
   lbd status  [--json] [--socket PATH]          show the live state
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
   lbd console [--once] [--socket PATH]          full-screen status page
@@ -36,6 +36,7 @@ usage:
   lbd undrain SERVICE BACKEND                   lift a runtime drain
   lbd conns [SERVICE] [--backend B]             tracked connections (ipvsadm -Lnc)
   lbd flush SERVICE|--backend B|--all [--yes]   delete tracked connections ("clear the NAT table")
+  lbd diff [--config FILE]                      what a reload would change, changing nothing
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd version
 
@@ -58,6 +59,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	socket := fs.String("socket", control.DefaultSocket, "control socket")
 	asJSON := fs.Bool("json", false, "JSON output (status)")
 	once := fs.Bool("once", false, "print one frame and exit (console)")
+	showDiff := fs.Bool("diff", false, "print what the reload changes first (reload)")
 	switch cmd {
 	case "import": // own flags (-o, --ipvsadm)
 		return cmdImport(rest, stdout, stderr)
@@ -69,6 +71,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdConns(rest, stdout, stderr)
 	case "flush":
 		return cmdFlush(rest, os.Stdin, stdout, stderr)
+	case "diff":
+		return cmdDiff(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -94,6 +98,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(*cfgPath, stdout, stderr)
 	case "reload":
+		if *showDiff && printDiff(*socket, "", stdout, stderr) != 0 {
+			return 1
+		}
 		return cmdReload(*socket, stdout, stderr)
 	case "status":
 		return cmdStatus(*socket, *asJSON, stdout, stderr)
