@@ -71,7 +71,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lbd import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, importUsage) }
+	fs.Usage = func() {} // printed below: --help to stdout, a bad flag to stderr
 	out := fs.String("o", "", "write to FILE instead of standard output")
 	ipvs := fs.Bool("ipvsadm", false, "the input is ipvsadm-save -n output")
 	configID := fs.String("config-id", "", "keepalived config id (-i) selecting @ID lines")
@@ -84,6 +84,7 @@ func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				fmt.Fprint(stdout, importUsage)
 				return 0
 			}
+			fmt.Fprint(stderr, importUsage)
 			return 2
 		}
 		if fs.NArg() == 0 {

@@ -89,8 +89,8 @@ func TestImportErrorsAndUsage(t *testing.T) {
 	}
 	out.Reset()
 	errb.Reset()
-	if code := realMain([]string{"import", "--help"}, &out, &errb); code != 0 {
-		t.Fatalf("--help: exit %d", code)
+	if code := realMain([]string{"import", "--help"}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Fatalf("--help: exit %d, stderr %q (want the help on stdout only)", code, errb.String())
 	}
 	for _, want := range []string{"--ipvsadm", "-o FILE", "lb_algo", "TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "sorry_server", "persistence_timeout", "Exit status"} {
 		if !strings.Contains(out.String(), want) {
@@ -102,5 +102,9 @@ func TestImportErrorsAndUsage(t *testing.T) {
 	}
 	if code := realMain([]string{"import", "a", "b"}, &out, &errb); code != 2 {
 		t.Errorf("two inputs: exit %d, want 2", code)
+	}
+	errb.Reset()
+	if code := realMain([]string{"import", "--bogus", "x"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "usage: lbd import") {
+		t.Errorf("unknown flag: exit %d, stderr %q", code, errb.String())
 	}
 }
