@@ -26,17 +26,24 @@
 #                       C's service "web82"
 #     override_traffic  port 80 reaches backend-1 only (B: backend-2 only),
 #                       port 82 (only in C) reaches backend-2
+#   and the systemd watchdog, through the root shell on the serial console
+#   that C turns on (console_login = true):
+#     watchdog_fed      35 s after READY lbd.service has WatchdogUSec=30s and
+#                       no restart: systemd accepts lbd's keep-alives
+#     watchdog_restart  lbd frozen with SIGSTOP: systemd's watchdog restarts
+#                       it ("Watchdog timeout" in its journal, restarts=1),
+#                       and the new lbd serves config C
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
-# time-boxed (IMAGE_TEST_TIMEOUT, default 900 s; BOOT_TIMEOUT per boot, 180 s).
+# time-boxed (IMAGE_TEST_TIMEOUT, default 1200 s; BOOT_TIMEOUT per boot, 240 s).
 set -uo pipefail
 img_src=${1:?usage: image-test.sh IMG}
 here=$(cd "$(dirname "$0")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "image-test: needs root" >&2; exit 1; }
 . "$here/lab.sh"
 . "${img_src}.layout"
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 export MTOOLS_SKIP_CHECK=1
 
 results=()
@@ -63,7 +70,7 @@ finish() {
 }
 trap finish EXIT
 trap 'echo "image-test: interrupted or timed out"; exit 124' INT TERM
-( sleep "${IMAGE_TEST_TIMEOUT:-900}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
+( sleep "${IMAGE_TEST_TIMEOUT:-1200}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
 watchdog=$!
 trap 'kill $watchdog 2>/dev/null; finish' EXIT
 
@@ -98,6 +105,24 @@ boot() {
 
 # get URL: one request over a new connection from the client namespace.
 get() { in_cl curl -s --max-time 2 "$1" 2>/dev/null; }
+
+# guest NAME EXPR [SECONDS]: runs `echo "@NAME=EXPR@"` in the root shell on
+# the serial console (boot 4) and prints what came back between the markers.
+# NAME must be new for each call (the serial log keeps earlier answers).
+guest() {
+	local name=$1 t0=$SECONDS v
+	lab_serial_send "echo \"@$name=$2@\""
+	while (( SECONDS - t0 < ${3:-20} )); do
+		v=$(grep -a -o "@$name=[^@\$]*@" "$serial" | tail -n 1)
+		if [ -n "$v" ]; then
+			v=${v#@"$name"=}
+			echo "${v%@}"
+			return 0
+		fi
+		sleep 1
+	done
+	return 1
+}
 
 # status_json: lbd's /status.json, from the LAN side (status_listen).
 status_json() { in_bk curl -s --max-time 3 http://192.0.2.1:9100/status.json 2>/dev/null; }
@@ -306,7 +331,8 @@ lab_qemu_stop 90
 cfg_c=$LAB_DIR/override.toml
 awk '/^[ \t]*\[\[service.backend\]\]$/ { hold = $0; next }
 	hold != "" { if ($0 !~ /192\.0\.2\.12/) { print hold; print } hold = ""; next }
-	{ print }' "$cfg_a" | sed 's/image-test config A/image-test config C (lbd.config= override)/' >"$cfg_c"
+	{ print }' "$cfg_a" | sed 's/image-test config A/image-test config C (lbd.config= override)/' |
+	sed 's/^\[appliance\]$/[appliance]\nconsole_login = true/' >"$cfg_c"
 cat >>"$cfg_c" <<TOML
 
 [[service]]
@@ -328,8 +354,9 @@ scheduler = "rr"
 TOML
 mcopy -o -i "$img@@$CONFIG_OFFSET" "$cfg_c" ::/override.toml
 cmdline=$(cat "$(dirname "$img_src")/image/cmdline")
-if LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
+if LAB_SERIAL_IN=1 LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
 	boot 4 "$cmdline lbd.config=/config/override.toml"; then
+	t_ready=$SECONDS
 	t0=$SECONDS sj="" seen=""
 	while (( SECONDS - t0 < 30 )); do
 		sj=$(status_json)
@@ -348,9 +375,47 @@ if LAB_KERNEL=${img_src%.img}.vmlinuz LAB_INITRD=${img_src%.img}.initrd \
 	else
 		fail boot4.override_traffic "port 80: $(tally "http://$LAB_VIP/" 10); port 82: $(tally "http://$LAB_VIP:82/" 5)"
 	fi
+
+	# The watchdog. A shell first (agetty starts after lbd reads C).
+	shell=""
+	for i in $(seq 30); do
+		shell=$(guest "sh$i" '$((6*7))' 3) && break
+	done
+	if [ "$shell" != 42 ]; then
+		fail boot4.watchdog_fed "no root shell on the serial console (console_login = true)"
+		fail boot4.watchdog_restart "no root shell"
+	else
+		# Past WatchdogSec since READY: without accepted keep-alives
+		# systemd would have restarted lbd by now.
+		while (( SECONDS - t_ready < 35 )); do sleep 1; done
+		fed=$(guest fed '$(systemctl show -p WatchdogUSec --value lbd.service) restarts=$(systemctl show -p NRestarts --value lbd.service)')
+		if [ "$fed" = "30s restarts=0" ]; then
+			pass boot4.watchdog_fed "$((SECONDS - t_ready)) s after READY: WatchdogUSec=$fed"
+		else
+			fail boot4.watchdog_fed "$((SECONDS - t_ready)) s after READY: WatchdogUSec=${fed:-(no answer)}, want 30s restarts=0"
+		fi
+		pid=$(guest pid '$(systemctl show -p MainPID --value lbd.service)')
+		t_stop=$SECONDS
+		lab_serial_send "kill -STOP $pid"
+		while (( SECONDS - t_stop < 120 )) &&
+			! grep -a -q 'lbd-status: READY config=/config/override.toml restarts=1 ' "$serial"; do
+			sleep 1
+		done
+		restarted=$((SECONDS - t_stop))
+		timeouts=$(guest timeouts '$(journalctl -b -u lbd.service | grep -c "Watchdog timeout")')
+		if grep -a -q 'lbd-status: READY config=/config/override.toml restarts=1 ' "$serial" &&
+			[ "${timeouts:-0}" -ge 1 ] && until_only "http://$LAB_VIP/" "backend-1=10 backend-2=0 fail=0" 20; then
+			pass boot4.watchdog_restart "lbd (pid $pid) frozen: 'Watchdog timeout', READY again after $restarted s, serving config C"
+		else
+			fail boot4.watchdog_restart "after SIGSTOP of pid '$pid': $restarted s, 'Watchdog timeout' x${timeouts:-?}, port 80: $(tally "http://$LAB_VIP/" 10)"
+			grep -a 'lbd-status' "$serial" | tail -n 4 | tr -d '\r' | sed 's/^/    | /'
+		fi
+	fi
 else
 	fail boot4.override_status "no boot"
 	fail boot4.override_traffic "no boot"
+	fail boot4.watchdog_fed "no boot"
+	fail boot4.watchdog_restart "no boot"
 fi
 lab_qemu_stop 90
 

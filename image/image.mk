@@ -9,7 +9,7 @@
 
 IMAGE_DEBS := mkosi debootstrap systemd-container squashfs-tools mtools dosfstools \
 	fdisk e2fsprogs systemd-boot-efi binutils qemu-utils
-BOOT_DEBS  := qemu-system-x86 ovmf iproute2 dnsmasq-base python3 curl
+BOOT_DEBS  := qemu-system-x86 ovmf iproute2 dnsmasq-base python3 curl socat
 MKOSI_ROOT  := $(OUT)/mkosi/root
 MKOSI_STAMP := $(OUT)/mkosi/root.stamp
 

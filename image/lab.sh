@@ -91,6 +91,9 @@ lab_backend_stop() {
 # next to IMG (IMG without .img + .vmlinuz/.initrd) directly with that
 # command line instead of the unified kernel image on the ESP.
 # Sets LAB_QEMU_PID (not for stdio, which runs in the foreground).
+# With LAB_SERIAL_IN=1 the serial port is also a socket ($LAB_DIR/serial.sock)
+# that lab_serial_send types into; SERIAL still gets everything the guest
+# prints.
 lab_qemu_start() {
 	local img=$1 serial=$2 append=${3:-} accel=tcg bootindex=0
 	# QEMU's direct kernel boot (-kernel) takes boot index 0 itself.
@@ -118,10 +121,21 @@ lab_qemu_start() {
 		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio ${QEMU_EXTRA:-}
 	else
 		: >"$serial"
-		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial "file:$serial" ${QEMU_EXTRA:-} \
+		local serial_args=(-serial "file:$serial")
+		if [ "${LAB_SERIAL_IN:-}" = 1 ]; then
+			rm -f "$LAB_DIR/serial.sock"
+			serial_args=(-chardev "socket,id=ser0,path=$LAB_DIR/serial.sock,server=on,wait=off,logfile=$serial"
+				-serial chardev:ser0)
+		fi
+		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" "${serial_args[@]}" ${QEMU_EXTRA:-} \
 			</dev/null >"$LAB_DIR/qemu.log" 2>&1 &
 		LAB_QEMU_PID=$!
 	fi
+}
+
+# lab_serial_send LINE: types LINE and Enter on the serial port (LAB_SERIAL_IN=1).
+lab_serial_send() {
+	printf '%s\n' "$1" | socat -t 1 - "UNIX-CONNECT:$LAB_DIR/serial.sock" >/dev/null 2>&1
 }
 
 # lab_qemu_stop [TIMEOUT]: ACPI power-off (a clean shutdown, so the state
