@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -71,6 +73,8 @@ func (m *movingFixture) fetch() status.Snapshot {
 				Backends: []status.Backend{
 					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 20 + 3*n, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.0012},
 					{Address: "192.0.2.12:8080", Weight: 1, State: down, ActiveConnections: 5 + n%3, LastCheck: lastCheck, LastCheckLatency: 0.0021, LastTransition: start},
+					{Address: "192.0.2.13:8080", Weight: 1, State: status.StateDrain, ActiveConnections: 3, LastCheck: "ok", LastCheckLatency: 0.001,
+						Drain: &status.Drain{Since: start.Add(-time.Minute), Deadline: now.Add(4 * time.Minute)}},
 				},
 			},
 			{
@@ -82,9 +86,10 @@ func (m *movingFixture) fetch() status.Snapshot {
 	}
 }
 
-// chromium runs Debian's chromium headless against url with args, inside
-// its own temporary home, and returns its standard output.
-func chromium(t *testing.T, url string, args ...string) string {
+// chromium runs Debian's chromium headless against url with args for
+// budget of the page's virtual time, inside its own temporary home, and
+// returns its standard output.
+func chromium(t *testing.T, url string, budget time.Duration, args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -99,7 +104,7 @@ func chromium(t *testing.T, url string, args ...string) string {
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--no-first-run", "--no-default-browser-check", "--disable-extensions",
 		"--user-data-dir=" + filepath.Join(home, "profile"),
-		fmt.Sprintf("--virtual-time-budget=%d", pollBudget.Milliseconds()),
+		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()),
 	}, args...)
 	cmd := exec.CommandContext(ctx, bin, append(all, url)...)
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home, "XDG_CACHE_HOME="+home)
@@ -136,13 +141,30 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h) // listens on 127.0.0.1
+	// Two polls in the middle fail, as when the daemon restarts: the page
+	// must keep polling and recover on its own.
+	var polls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/status.json" {
+			if n := polls.Add(1); n == 10 || n == 11 {
+				http.Error(w, "lbd restarting", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})) // listens on 127.0.0.1
 	t.Cleanup(srv.Close)
 
-	dom := chromium(t, srv.URL+"/", "--dump-dom")
+	dom := chromium(t, srv.URL+"/", pollBudget, "--dump-dom")
 	fx.mu.Lock()
 	fetches := fx.step
 	fx.mu.Unlock()
+	if polls.Load() < 14 {
+		t.Errorf("the page polled %d times; it should go on after the failed 10th and 11th", polls.Load())
+	}
+	if strings.Contains(dom, "status unavailable: HTTP 503") {
+		t.Error("the error banner stayed after polls succeeded again")
+	}
 	if fetches < 6 {
 		t.Fatalf("the page fetched the status %d times in %v of virtual time, want a poll every 2s", fetches, pollBudget)
 	}
@@ -154,7 +176,6 @@ func TestPageInBrowser(t *testing.T) {
 		`<span class="name">web</span> 198.51.100.10:80/tcp`,
 		`<span class="name">dns</span> [2001:db8:ff::53]:53/udp`,
 		"[2001:db8:2::11]:53",
-		`<span class="badge up">2/2 up</span>`, // web, after its backend came back
 		`<span class="badge up">1/1 up</span>`, // dns: unchecked counts as serving
 		`<div class="banner" id="sync">kernel out of sync since 2026-11-26 09:58:30Z`,
 		"7 failed applies, retrying: netlink: no buffer space",
@@ -162,7 +183,8 @@ func TestPageInBrowser(t *testing.T) {
 		"limits: new 500/s burst 100 · per client 20/s · per client 50 conns",
 		"refused: rate ", " per_client_rate 4 throttle 9",
 		"new flows ", " · first-packet bytes ",
-		"new conn/s", "active conns",
+		"new conn/s", "active conns", "refused/s",
+		`<span class="badge up">2/3 up</span>`, // drain does not serve new flows
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("DOM lacks %q", want)
@@ -177,7 +199,7 @@ func TestPageInBrowser(t *testing.T) {
 
 	// Graphs: each series is an <svg data-series=...> with polylines of
 	// several points; the health strip has the down period in it.
-	for _, series := range []string{"web new/s", "web active", "dns new/s", "dns active", "web 192.0.2.11:8080 active"} {
+	for _, series := range []string{"web new/s", "web active", "web refused/s", "dns new/s", "dns active", "web 192.0.2.11:8080 active"} {
 		pts := seriesPoints(t, dom, series)
 		if pts < 5 {
 			t.Errorf("sparkline %q has %d points, want at least 5 after %d polls", series, pts, fetches)
@@ -195,6 +217,10 @@ func TestPageInBrowser(t *testing.T) {
 	if s := svgOf(t, dom, "dns [2001:db8:2::11]:53 health"); !strings.Contains(s, `class="unchecked"`) {
 		t.Errorf("unchecked backend's strip:\n%s", s)
 	}
+	// A runtime drain says since when and when its flows get flushed.
+	if !regexp.MustCompile(`<td class="drain">drain</td>.*\n<tr class="note"><td></td><td colspan="7" class="warn">lbd drain \dm \d+s, flush in 4m 0s</td></tr>`).MatchString(dom) {
+		t.Error("runtime drain of 192.0.2.13:8080 not shown")
+	}
 	// Backend connections against the backend's max_connections.
 	if !regexp.MustCompile(`<td class="num">\d+/500</td>`).MatchString(dom) {
 		t.Error("192.0.2.11:8080 conns not shown against its max_connections 500")
@@ -208,7 +234,7 @@ func TestPageInBrowser(t *testing.T) {
 	if *screenshot != "" {
 		dir := t.TempDir()
 		png := filepath.Join(dir, "page.png")
-		chromium(t, srv.URL+"/", "--window-size=1100,1000", "--hide-scrollbars", "--screenshot="+png)
+		chromium(t, srv.URL+"/", pollBudget, "--window-size=1100,1000", "--hide-scrollbars", "--screenshot="+png)
 		b, err := os.ReadFile(png)
 		if err != nil {
 			t.Fatal(err)
@@ -222,6 +248,32 @@ func TestPageInBrowser(t *testing.T) {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// When /status.json fails from the start, the page keeps the server's
+// first paint and says, on top, why it is not moving.
+func TestPageInBrowserStatusFails(t *testing.T) {
+	h, err := Handler((&movingFixture{}).fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/status.json" {
+			http.Error(w, "lbd restarting", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	dom := chromium(t, srv.URL+"/", 5*time.Second, "--dump-dom")
+	for _, want := range []string{
+		`<div class="banner" id="error">status unavailable: HTTP 503; retrying every 2s</div>`,
+		`<span class="name">dns</span> [2001:db8:ff::53]:53/udp`, // the first paint is still there
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("DOM lacks %q", want)
+		}
+	}
 }
 
 // svgOf returns the <svg> element whose data-series is series.

@@ -34,7 +34,8 @@ func fixedSnapshot() status.Snapshot {
 				Backends: []status.Backend{
 					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.00123, ChecksPassed: 100, ChecksFailed: 2},
 					{Address: "192.0.2.12:8080", Weight: 1, State: status.StateDown, LastCheck: "status 503", LastCheckLatency: 0.0042, ChecksPassed: 50, ChecksFailed: 9},
-					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2},
+					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2,
+						Drain: &status.Drain{Since: now.Add(-3 * time.Minute), Deadline: now.Add(2 * time.Minute)}},
 				},
 			},
 			{

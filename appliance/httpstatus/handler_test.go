@@ -265,7 +265,7 @@ func TestPage(t *testing.T) {
 		`<span class="badge up">1/1 up</span>`, "THROTTLED 100/s",
 		"new flows 1234 · first-packet bytes 567890",
 		"limits: new 500/s burst 100 · max 1000 conns · per client 20/s · deny 203.0.113.0/24",
-		"31/500",
+		"31/500", `<tr class="note"><td></td><td colspan="5" class="warn">lbd drain 3m 0s, flush in 2m 0s</td></tr>`,
 		`<div class="banner" id="sync">kernel out of sync since 2023-11-14 22:13:20Z`, "4 failed applies, retrying: netlink: no buffer space",
 		`<td class="up">up</td>`, `<td class="down">down</td>`, `<td class="drain">drain</td>`, `<td class="unchecked">unchecked</td>`,
 		"192.0.2.12:8080", "status 503", "4.2ms", "[2001:db8::53]:53/udp",

@@ -36,6 +36,7 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"serving":   func(s status.Service) int { return s.ServingCount() },
 	"outOfSync": func(y status.Sync) bool { return !y.InSync && !y.OutOfSyncSince.IsZero() },
 	"shown":     shownWarnings,
+	"drain":     drainText,
 	// JoinHostPort brackets IPv6 VIPs: [2001:db8::53]:53, not 2001:db8::53:53.
 	"hostport": func(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) },
 }).ParseFS(pageFS, "page.html"))
@@ -109,6 +110,24 @@ func limitList(l status.Limits) []string {
 		out = append(out, "deny "+strings.Join(l.Deny, " "))
 	}
 	return out
+}
+
+// drainText says where a runtime drain (`lbd drain`) stands, the way the
+// page's script and the console say it.
+func drainText(d *status.Drain, now time.Time) string {
+	if d == nil {
+		return ""
+	}
+	t := "lbd drain " + human(now.Sub(d.Since))
+	switch {
+	case !d.Done.IsZero() && d.Flushed > 0:
+		t += fmt.Sprintf(", flushed %d at timeout", d.Flushed)
+	case !d.Done.IsZero():
+		t += ", no flows left"
+	case !d.Deadline.IsZero():
+		t += ", flush in " + human(d.Deadline.Sub(now))
+	}
+	return t
 }
 
 // syncWarningPrefix starts the warning the daemon adds while the kernel is
