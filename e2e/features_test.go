@@ -310,12 +310,14 @@ func TestStatusPlainText(t *testing.T) {
 	m := js.Services[0].Slots
 	for _, re := range []string{
 		`(?m)^lbd \S+ on .*, config ` + regexp.QuoteMeta(e.cfgPath) + ` loaded \d{4}-`,
-		`(?m)^echo  203\.0\.113\.10:7000/tcp  rr  snat=true  flows=[1-9]\d*  THROTTLED `,
-		fmt.Sprintf(`(?m)^  192\.0\.2\.11:7000 +UP +weight=1 +slots=%d +active=\d+ `, m),
-		`(?m)^  192\.0\.2\.12:7000 +DOWN +weight=1 +slots=0 +active=0 +\S.*refused`,
-		`(?m)^dns  203\.0\.113\.10:5353/udp  rr  snat=true  flows=\d+$`,
-		`(?m)^  192\.0\.2\.11:5353 +UNCHECKED +weight=3 +slots=0 .* backup$`,
-		fmt.Sprintf(`(?m)^  192\.0\.2\.12:5353 +UNCHECKED +weight=1 +slots=%d `, js.Services[1].Slots),
+		`(?m)^Prot VIP:Port Scheduler Flags \[Service\]$`,
+		`(?m)^  -> Backend +State +Weight +Slots +ActiveConn +Last check$`,
+		`(?m)^TCP  203\.0\.113\.10:7000 rr snat THROTTLED 100/s \[echo\]$`,
+		fmt.Sprintf(`(?m)^  -> 192\.0\.2\.11:7000 +UP +1 +%d +\d+  \S`, m),
+		`(?m)^  -> 192\.0\.2\.12:7000 +DOWN +1 +0 +0  \S.*refused`,
+		`(?m)^UDP  203\.0\.113\.10:5353 rr snat \[dns\]$`,
+		`(?m)^  -> 192\.0\.2\.11:5353 +UNCHECKED +3 +0 +0  backup$`,
+		fmt.Sprintf(`(?m)^  -> 192\.0\.2\.12:5353 +UNCHECKED +1 +%d +0$`, js.Services[1].Slots),
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("lbd status lacks a line matching %s", re)

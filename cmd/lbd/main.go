@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"lbd/appliance/control"
-	"lbd/appliance/httpstatus"
 	"lbd/appliance/notify"
 	"lbd/appliance/status"
 	"lbd/config"
@@ -29,7 +27,7 @@ usage:
   lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
   lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
   lbd reload  [--diff] [--socket PATH]          re-read the config of the running daemon (--diff: show the change first)
-  lbd status  [--json] [--socket PATH]          show the live state
+  lbd status  [--stats] [--rate] [-w] [--json]  the live table (ipvsadm -Ln [--stats|--rate])
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
   lbd console [--once] [--socket PATH]          full-screen status page
   lbd drain SERVICE BACKEND [--timeout D]       no new flows to BACKEND; waits for its flows to end
@@ -57,7 +55,6 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file")
 	socket := fs.String("socket", control.DefaultSocket, "control socket")
-	asJSON := fs.Bool("json", false, "JSON output (status)")
 	once := fs.Bool("once", false, "print one frame and exit (console)")
 	showDiff := fs.Bool("diff", false, "print what the reload changes first (reload)")
 	switch cmd {
@@ -73,6 +70,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdFlush(rest, os.Stdin, stdout, stderr)
 	case "diff":
 		return cmdDiff(rest, stdout, stderr)
+	case "status":
+		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -102,8 +101,6 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return cmdReload(*socket, stdout, stderr)
-	case "status":
-		return cmdStatus(*socket, *asJSON, stdout, stderr)
 	case "throttle":
 		return cmdThrottle(*socket, pos, stdout, stderr)
 	case "console":
@@ -199,43 +196,4 @@ func fetchStatus(socket string) (status.Snapshot, error) {
 		return status.Snapshot{}, errors.New("daemon sent no status")
 	}
 	return *resp.Status, nil
-}
-
-func cmdStatus(socket string, asJSON bool, stdout, stderr io.Writer) int {
-	snap, err := fetchStatus(socket)
-	if err != nil {
-		fmt.Fprintln(stderr, "lbd status:", err)
-		return 1
-	}
-	if asJSON {
-		// The same bytes as /status.json.
-		if err := httpstatus.EncodeJSON(stdout, snap); err != nil {
-			fmt.Fprintln(stderr, "lbd status:", err)
-			return 1
-		}
-		return 0
-	}
-	printStatus(stdout, snap)
-	return 0
-}
-
-func printStatus(w io.Writer, s status.Snapshot) {
-	fmt.Fprintf(w, "lbd %s on %s, config %s loaded %s\n", s.Version, s.Hostname, s.Config.Path, s.Config.LoadedAt.Format(time.RFC3339))
-	for _, e := range s.Config.LastErrors {
-		fmt.Fprintf(w, "  CONFIG ERROR: %s\n", e)
-	}
-	for _, svc := range s.Services {
-		extra := ""
-		if svc.Throttle != "" {
-			extra = "  THROTTLED " + svc.Throttle
-		}
-		fmt.Fprintf(w, "\n%s  %s:%d/%s  %s  snat=%v  flows=%d%s\n", svc.Name, svc.VIP, svc.Port, svc.Protocol, svc.Scheduler, svc.SNAT, svc.Packets, extra)
-		for _, b := range svc.Backends {
-			role := ""
-			if b.Backup {
-				role = " backup"
-			}
-			fmt.Fprintf(w, "  %-24s %-9s weight=%-3d slots=%-4d active=%-5d %s%s\n", b.Address, strings.ToUpper(b.State), b.Weight, b.Slots, b.ActiveConnections, b.LastCheck, role)
-		}
-	}
 }

@@ -14,7 +14,7 @@ func TestCheckListsEveryError(t *testing.T) {
 name = "web"
 vip = "203.0.113.10"
 port = 80
-scheduler = "wlc"
+scheduler = "wrr"
 persistence = "5 min"
 
   [[service.backend]]
@@ -58,7 +58,7 @@ func TestCheckGoodExample(t *testing.T) {
 func TestStatusWithoutDaemon(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := realMain([]string{"status", "--socket", filepath.Join(t.TempDir(), "none.sock")}, &out, &errb)
-	if code == 0 || !strings.Contains(errb.String(), "lbd not running") {
+	if code == 0 || !strings.Contains(errb.String(), "no lbd is listening on") {
 		t.Fatalf("status without a daemon: exit %d, %q", code, errb.String())
 	}
 }

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"lbd/appliance/httpstatus"
+	"lbd/appliance/status"
+)
+
+const statusUsage = `usage: lbd status [--stats] [--rate] [-w|--watch] [--json] [--socket PATH]
+
+The live table, one line per service and per backend, like 'ipvsadm -Ln':
+protocol, VIP:port, scheduler and flags; then each backend with its state
+(UP, DOWN, DRAIN, UNCHECKED), weight, slots, active connections and last
+check.
+  --stats   adds counters: new flows and their first-packet bytes since the
+            service was created, and refusals by reason (like --stats)
+  --rate    adds per-second rates measured over --interval (like --rate):
+            new flows/s, first-packet bytes/s, refusals/s
+  --watch   redraws every --interval until Ctrl-C
+  --json    the status document, byte for byte the same as /status.json
+`
+
+func cmdStatusView(args []string, stdout, stderr io.Writer) int {
+	fs, socket := newFlags("status", statusUsage, stderr)
+	asJSON := fs.Bool("json", false, "the status document as JSON")
+	stats := fs.Bool("stats", false, "add counters")
+	rate := fs.Bool("rate", false, "add per-second rates over --interval")
+	watch := fs.Bool("watch", false, "redraw every --interval")
+	fs.BoolVar(watch, "w", false, "short for --watch")
+	interval := fs.Duration("interval", 2*time.Second, "sampling interval for --rate and --watch")
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil || len(pos) > 0 || *interval <= 0 {
+		fs.Usage()
+		return 2
+	}
+	snap, err := fetchStatus(*socket)
+	if err != nil {
+		fmt.Fprintln(stderr, "lbd status:", err)
+		return 1
+	}
+	if *asJSON {
+		// The same bytes as /status.json.
+		if err := httpstatus.EncodeJSON(stdout, snap); err != nil {
+			fmt.Fprintln(stderr, "lbd status:", err)
+			return 1
+		}
+		return 0
+	}
+	for {
+		var prev *status.Snapshot
+		if *rate {
+			p := snap
+			prev = &p
+			time.Sleep(*interval)
+			if snap, err = fetchStatus(*socket); err != nil {
+				fmt.Fprintln(stderr, "lbd status:", err)
+				return 1
+			}
+		}
+		if *watch {
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear
+		}
+		printTable(stdout, snap, *stats, prev)
+		if !*watch {
+			return 0
+		}
+		if !*rate {
+			time.Sleep(*interval)
+		}
+		if snap, err = fetchStatus(*socket); err != nil {
+			fmt.Fprintln(stderr, "lbd status:", err)
+			return 1
+		}
+	}
+}
+
+// endpoint spells ip:port with brackets around IPv6 addresses.
+func endpoint(ip string, port int) string {
+	if a, err := netip.ParseAddr(ip); err == nil {
+		return netip.AddrPortFrom(a, uint16(port)).String()
+	}
+	return fmt.Sprintf("%s:%d", ip, port)
+}
+
+func refusedTotal(r status.Refusals) uint64 {
+	return r.NoBackend + r.MaxConnections + r.Rate + r.PerClientRate + r.PerClientConns + r.Denied + r.ThrottleRefused
+}
+
+// printTable writes the ipvsadm-like table. prev, when set, is the sample
+// --rate divides by.
+func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapshot) {
+	fmt.Fprintf(w, "lbd %s on %s, config %s loaded %s\n", s.Version, s.Hostname, s.Config.Path, s.Config.LoadedAt.Format(time.RFC3339))
+	if s.Config.Source != "" {
+		fmt.Fprintf(w, "  SERVING THE LAST GOOD CONFIG: %s\n", s.Config.Source)
+	}
+	for _, e := range s.Config.LastErrors {
+		fmt.Fprintf(w, "  CONFIG ERROR: %s\n", e)
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", warn)
+	}
+	var dt float64
+	before := map[string]status.Service{}
+	if prev != nil {
+		dt = s.Now.Sub(prev.Now).Seconds()
+		for _, p := range prev.Services {
+			before[p.Name] = p
+		}
+	}
+	// Widths shared by every block, so the table reads as one.
+	aw := len("Backend")
+	for _, svc := range s.Services {
+		for _, b := range svc.Backends {
+			aw = max(aw, len(b.Address))
+		}
+	}
+	row := func(addr, state, weight, slots, active, check string) string {
+		return strings.TrimRight(fmt.Sprintf("  -> %-*s  %-9s  %6s  %5s  %10s  %s", aw, addr, state, weight, slots, active, check), " ")
+	}
+	fmt.Fprintln(w, "Prot VIP:Port Scheduler Flags [Service]"+map[bool]string{true: "  NewFlows FirstBytes Refused", false: ""}[stats]+
+		map[bool]string{true: "  Flows/s Bytes/s Refused/s", false: ""}[prev != nil])
+	fmt.Fprintln(w, row("Backend", "State", "Weight", "Slots", "ActiveConn", "Last check"))
+	for _, svc := range s.Services {
+		flags := "nat"
+		if svc.SNAT {
+			flags = "snat"
+		}
+		if svc.Throttle != "" {
+			flags += " THROTTLED " + svc.Throttle
+		}
+		line := fmt.Sprintf("%-4s %s %s %s [%s]", strings.ToUpper(svc.Protocol), endpoint(svc.VIP, svc.Port), svc.Scheduler, flags, svc.Name)
+		if stats {
+			line += fmt.Sprintf("  %d %d %d", svc.Packets, svc.Bytes, refusedTotal(svc.Refused))
+		}
+		if prev != nil && dt > 0 {
+			b := before[svc.Name]
+			line += fmt.Sprintf("  %.1f %.0f %.1f", float64(svc.Packets-b.Packets)/dt, float64(svc.Bytes-b.Bytes)/dt,
+				float64(refusedTotal(svc.Refused)-refusedTotal(b.Refused))/dt)
+		}
+		fmt.Fprintln(w, line)
+		if r := svc.Refused; stats && refusedTotal(r) > 0 {
+			fmt.Fprintf(w, "     refused: no_backend %d, max_connections %d, rate %d, per_client_rate %d, per_client_connections %d, denied %d, throttle %d\n",
+				r.NoBackend, r.MaxConnections, r.Rate, r.PerClientRate, r.PerClientConns, r.Denied, r.ThrottleRefused)
+		}
+		for _, b := range svc.Backends {
+			check := b.LastCheck
+			if b.LastCheckLatency > 0 {
+				check += fmt.Sprintf(" (%s)", time.Duration(b.LastCheckLatency*float64(time.Second)).Round(time.Microsecond))
+			}
+			if b.Backup {
+				check += " backup"
+			}
+			if b.Drain != nil {
+				check += " runtime-drain"
+				if !b.Drain.Done.IsZero() {
+					check += "(done)"
+				}
+			}
+			fmt.Fprintln(w, row(b.Address, strings.ToUpper(b.State), fmt.Sprint(b.Weight), fmt.Sprint(b.Slots),
+				fmt.Sprint(b.ActiveConnections), strings.TrimSpace(check)))
+		}
+	}
+}
