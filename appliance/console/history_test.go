@@ -105,3 +105,21 @@ func TestHealthStrip(t *testing.T) {
 		t.Errorf("Linux console sparkline %q", got)
 	}
 }
+
+func TestDrainText(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		d    *status.Drain
+		want string
+	}{
+		{nil, ""},
+		{&status.Drain{Since: now.Add(-time.Minute)}, "drained for 1m 0s"},
+		{&status.Drain{Since: now.Add(-time.Minute), Deadline: now.Add(90 * time.Second)}, "drained, flush in 1m 30s"},
+		{&status.Drain{Since: now.Add(-time.Minute), Done: now}, "drained, no flows left"},
+		{&status.Drain{Since: now.Add(-time.Minute), Done: now, Flushed: 12}, "drained, flushed 12"},
+	} {
+		if got := drainText(c.d, now); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.d, got, c.want)
+		}
+	}
+}

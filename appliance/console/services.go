@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"lbd/appliance/status"
@@ -52,7 +53,7 @@ func services(f *frame, s status.Snapshot, h *history) {
 			f.add(kindOther, sp(warn, "   refused: %s", r))
 		}
 		for _, b := range svc.Backends {
-			backendLine(f, svc, b, addrW, connW, h)
+			backendLine(f, svc, b, s.Now, addrW, connW, h)
 		}
 	}
 }
@@ -161,7 +162,7 @@ func backendName(b status.Backend) string {
 	return b.Address
 }
 
-func backendLine(f *frame, svc status.Service, b status.Backend, addrW, connW int, h *history) {
+func backendLine(f *frame, svc status.Service, b status.Backend, now time.Time, addrW, connW int, h *history) {
 	name := backendName(b)
 	if utf8.RuneCountInString(name) > addrW {
 		name = string([]rune(name)[:addrW-1]) + "…"
@@ -179,10 +180,32 @@ func backendLine(f *frame, svc status.Service, b status.Backend, addrW, connW in
 		spans = append(spans, h.strip(h.health(svc.Name, b.Address))...)
 		spans = append(spans, sp(plain, " "))
 	}
+	if d := drainText(b.Drain, now); d != "" {
+		// Before the check result: a drain is what the operator waits on.
+		spans = append(spans, sp(warn, "%s  ", d))
+	}
 	if b.LastCheck != "" {
 		spans = append(spans, sp(dim, "%s", b.LastCheck))
 	}
 	f.add(kindBackend, spans...)
+}
+
+// drainText says where a runtime drain (`lbd drain`) stands, shorter than
+// the status page says it: what is left of an 80-column line after the
+// columns is about 23 cells, and the flush time matters more than since
+// when the drain runs.
+func drainText(d *status.Drain, now time.Time) string {
+	switch {
+	case d == nil:
+		return ""
+	case !d.Done.IsZero() && d.Flushed > 0:
+		return fmt.Sprintf("drained, flushed %d", d.Flushed)
+	case !d.Done.IsZero():
+		return "drained, no flows left"
+	case !d.Deadline.IsZero():
+		return "drained, flush in " + human(d.Deadline.Sub(now))
+	}
+	return "drained for " + human(now.Sub(d.Since))
 }
 
 // refusals lists the non-zero refusal counters by their JSON names.

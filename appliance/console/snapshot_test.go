@@ -41,7 +41,8 @@ func fixedSnapshot() status.Snapshot {
 				Backends: []status.Backend{
 					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, LastCheck: "ok", LastCheckLatency: 0.00123},
 					{Address: "192.0.2.12:8080", Weight: 1, State: status.StateDown, LastCheck: "status 503", LastCheckLatency: 0.0042},
-					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2, LastCheck: "ok", LastCheckLatency: 0.0009},
+					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2, LastCheck: "ok", LastCheckLatency: 0.0009,
+						Drain: &status.Drain{Since: now.Add(-3 * time.Minute), Deadline: now.Add(2 * time.Minute)}},
 					{Address: "192.0.2.14:8080", Weight: 1, Backup: true, State: status.StateUp, LastCheck: "ok", LastCheckLatency: 0.002},
 				},
 			},
