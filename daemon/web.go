@@ -14,11 +14,27 @@ import (
 	"lbd/appliance/status"
 )
 
-// atomicTime is a time.Time readable from any goroutine.
+// atomicTime is a time.Time readable from any goroutine. The zero Time
+// round-trips (stored as 0): time.Time{}.UnixNano() is not 0, and a
+// "busy since" that never reads back as zero would make Healthy report a
+// stuck loop two minutes after start.
 type atomicTime struct{ v atomic.Int64 }
 
-func (a *atomicTime) Store(t time.Time) { a.v.Store(t.UnixNano()) }
-func (a *atomicTime) Load() time.Time   { return time.Unix(0, a.v.Load()) }
+func (a *atomicTime) Store(t time.Time) {
+	if t.IsZero() {
+		a.v.Store(0)
+		return
+	}
+	a.v.Store(t.UnixNano())
+}
+
+func (a *atomicTime) Load() time.Time {
+	n := a.v.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
 
 // statusServer serves the HTML page, /status.json and /metrics on
 // [appliance] status_listen, moving when a reload changes the address.
