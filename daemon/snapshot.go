@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -69,9 +70,12 @@ func (d *Daemon) Snapshot() status.Snapshot {
 				Rate: c.Refused[lb.RefusedRate], PerClientRate: c.Refused[lb.RefusedClientRate],
 				PerClientConns: c.Refused[lb.RefusedClientConn], Denied: c.Refused[lb.RefusedDeny],
 				ThrottleRefused: c.Refused[lb.RefusedThrottle]},
+			Limits: status.Limits{MaxConnections: s.MaxConnections, NewConnectionRate: s.NewConnRate.String(), Burst: s.Burst,
+				PerClientRate: s.ClientRate.String(), PerClientConnections: s.PerClientConnections,
+				Allow: prefixStrings(s.AllowPrefixes), Deny: prefixStrings(s.DenyPrefixes)},
 			Backends: []status.Backend{}}
 		for _, b := range s.Backends {
-			sb := status.Backend{Address: b.Addr.String(), Weight: b.EffectiveWeight(), Backup: b.Backup,
+			sb := status.Backend{Address: b.Addr.String(), Weight: b.EffectiveWeight(), Backup: b.Backup, MaxConnections: b.MaxConnections,
 				Slots: slots[b.Addr], ActiveConnections: active[lb.FlowKey{Endpoint: p.Endpoint(), Backend: b.Addr}]}
 			ts, checked := d.monitor.Lookup(s.Name, b.Addr)
 			switch {
@@ -100,4 +104,12 @@ func (d *Daemon) Snapshot() status.Snapshot {
 		snap.Services = append(snap.Services, ss)
 	}
 	return snap
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
 }
