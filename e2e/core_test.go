@@ -351,7 +351,8 @@ func TestInvalidReloadRefusedOldConfigServes(t *testing.T) {
 	if counts["be1"] != 2 || counts["be2"] != 2 {
 		t.Fatalf("old config should keep serving: %v", counts)
 	}
-	// A config that validates but the kernel refuses also leaves the old one.
+	// A good reload clears the error (a config the kernel refuses is
+	// TestKernelRefusedReloadKeepsRunningConfig).
 	e.writeConfig(good)
 	e.reload()
 	if st := e.status(); st.Config.LastError != "" {
