@@ -70,6 +70,9 @@ func (s *churnStats) inc(f *int, n int) {
 // table inet lbd must hold exactly the final config's services, slots only
 // for backends up in the final health, and no throttle; and no request to
 // the service that existed throughout with a live backend may have failed.
+// During the churn, right before each reload, the table must hold exactly
+// the services of the config last applied (nothing else changes that set),
+// which catches a stale write that raced any reload, not only the last.
 //
 // "stable" is in both configs with three backends. Its health check is
 // HTTP /healthz on port 80 while clients use port 7000, so be3 flaps by
