@@ -35,6 +35,7 @@ usage:
   lbd conns [SERVICE] [--backend B]             tracked connections (ipvsadm -Lnc)
   lbd flush SERVICE|--backend B|--all [--yes]   delete tracked connections ("clear the NAT table")
   lbd diff [--config FILE]                      what a reload would change, changing nothing
+  lbd edit [--config FILE]                      edit the config on the box: validate, save atomically, diff, reload
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd version
 
@@ -70,6 +71,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdFlush(rest, os.Stdin, stdout, stderr)
 	case "diff":
 		return cmdDiff(rest, stdout, stderr)
+	case "edit":
+		return cmdEdit(rest, stdout, stderr)
 	case "status":
 		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":
