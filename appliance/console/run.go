@@ -41,6 +41,20 @@ func Run(ctx context.Context, fetch func() (status.Snapshot, error)) error {
 	return run(ctx, scr, fetch, refresh)
 }
 
+// RunKeys is Run with the action keys k (reload, edit, shell) and their
+// hint line at the bottom of the page.
+func RunKeys(ctx context.Context, fetch func() (status.Snapshot, error), k Keys) error {
+	scr, err := tcell.NewScreen()
+	if err != nil {
+		return fmt.Errorf("console: open terminal: %w", err)
+	}
+	if err := scr.Init(); err != nil {
+		return fmt.Errorf("console: init terminal: %w", err)
+	}
+	defer scr.Fini()
+	return runKeys(ctx, scr, fetch, refresh, k)
+}
+
 // result is one fetch outcome.
 type result struct {
 	snap status.Snapshot
@@ -51,6 +65,10 @@ type result struct {
 // run is Run on a given screen and period, so tests can drive a tcell
 // simulation screen.
 func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, error), every time.Duration) error {
+	return runKeys(ctx, scr, fetch, every, Keys{})
+}
+
+func runKeys(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, error), every time.Duration, keys Keys) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -64,6 +82,9 @@ func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, e
 
 	var last *result
 	hist := &history{vt: linuxVT()}
+	ft := &footer{}
+	ft.refreshShell(keys)
+	reloaded := make(chan footerMsg, 1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,7 +94,12 @@ func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, e
 			if r.err == nil {
 				hist.add(r.snap, r.at)
 			}
-			paint(scr, last, hist)
+			ft.refreshShell(keys)
+			paint(scr, last, hist, ft.lines(keys))
+		case m := <-reloaded:
+			ft.reloading = false
+			ft.set(m.st, "%s", m.text)
+			paint(scr, last, hist, ft.lines(keys))
 		case ev, ok := <-events:
 			if !ok {
 				return nil // screen finalised under us
@@ -83,10 +109,13 @@ func run(ctx context.Context, scr tcell.Screen, fetch func() (status.Snapshot, e
 				if quits(ev) {
 					return nil
 				}
+				if handleKey(scr, ev, keys, ft, reloaded) {
+					paint(scr, last, hist, ft.lines(keys))
+				}
 			case *tcell.EventResize:
 				scr.Sync()
 				if last != nil {
-					paint(scr, last, hist)
+					paint(scr, last, hist, ft.lines(keys))
 				}
 			}
 		}
@@ -126,16 +155,26 @@ func quits(ev *tcell.EventKey) bool {
 // the appliance), whose built-in font lacks most block elements.
 func linuxVT() bool { return os.Getenv("TERM") == "linux" }
 
-// paint draws the frame for r on the whole screen, with graphs from h.
-func paint(scr tcell.Screen, r *result, hist *history) {
+// paint draws the frame for r on the whole screen, with graphs from h and
+// the footer lines (key hints, last action) at the bottom; r is nil before
+// the first fetch.
+func paint(scr tcell.Screen, r *result, hist *history, foot []line) {
 	w, h := scr.Size()
-	var f *frame
-	if r.err != nil {
+	f := &frame{}
+	switch {
+	case r == nil:
+	case r.err != nil:
 		f = errorFrame(r.err, r.at, w)
-	} else {
+	default:
 		f = build(r.snap, w, hist)
 	}
-	f.fit(h)
+	f.fit(h - len(foot))
+	if len(foot) > 0 {
+		for len(f.lines) < h-len(foot) {
+			f.add(kindOther) // the footer sits on the last rows
+		}
+		f.lines = append(f.lines, foot...)
+	}
 	scr.Clear()
 	for y, l := range f.lines {
 		x := 0
