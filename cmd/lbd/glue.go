@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,7 +49,7 @@ func cmdConsole(socket string, once bool, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, console.Render(snap, 80, 24, false))
 		return 0
 	}
-	if err := console.Run(context.Background(), fetch); err != nil {
+	if err := consoleRun(socket); err != nil {
 		fmt.Fprintln(stderr, "lbd console:", err)
 		return 1
 	}
