@@ -134,13 +134,16 @@ func runEdit(path, socket, editor string, w configfile.Writer, stdout, stderr io
 	}
 	// Someone else (a second lbd edit, a remote copy) may have replaced
 	// the file meanwhile; overwriting would silently drop their change.
+	// The kept copy is the text as validated, without an error block the
+	// last round's file may still start with.
+	keepCopy := func() { keep = os.WriteFile(tmp, buf, 0o600) == nil }
 	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, orig) {
-		keep = true
+		keepCopy()
 		fmt.Fprintf(stderr, "lbd edit: %s changed on disk while you edited; nothing written (your edit is in %s)\n", path, tmp)
 		return 1
 	}
 	if err := w.Replace(path, buf); err != nil {
-		keep = true
+		keepCopy()
 		fmt.Fprintf(stderr, "lbd edit: %v (your edit is in %s)\n", err, tmp)
 		return 1
 	}
