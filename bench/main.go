@@ -36,6 +36,9 @@ type opts struct {
 	// startLimit bounds how long an lbd cold start may take before that
 	// case is given up (a 10,000-service config that parses for minutes).
 	startLimit time.Duration
+	// seed drives every random choice of the run (failover stop times),
+	// printed so a run can be repeated.
+	seed int64
 }
 
 // Results is everything one run measured (also written as JSON).
@@ -53,12 +56,21 @@ type Results struct {
 	ScaleErrors map[int]int                     `json:"scale_errors,omitempty"`
 	Control     []ControlRow                    `json:"control,omitempty"`
 	ReloadOneMS []float64                       `json:"reload_one_ms,omitempty"`
+	ReloadOneOf int                             `json:"reload_one_of,omitempty"` // services in that config (0: 10,000)
 	FlipMS      float64                         `json:"health_flip_ms,omitempty"`
-	Failover    []FailoverRun                   `json:"failover,omitempty"`
-	Reload      []ReloadRun                     `json:"reload,omitempty"`
-	Problems    []string                        `json:"problems,omitempty"`
-	IdleBefore  []float64                       `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
-	LoadAvg     string                          `json:"loadavg"`
+	// Schedulers names the scheduler each contender ran (issue 13: nftlb
+	// had run "weight" against lbd's rr); empty in runs before that.
+	Schedulers map[string]string `json:"schedulers,omitempty"`
+	// Seed is the random seed of the run (failover stop offsets).
+	Seed       int64          `json:"seed,omitempty"`
+	OneFlip    []OneFlipRun   `json:"one_flip,omitempty"`
+	BulkFlip   []BulkFlipRun  `json:"bulk_flip,omitempty"`
+	Conntrack  []ConntrackRun `json:"conntrack,omitempty"`
+	Failover   []FailoverRun  `json:"failover,omitempty"`
+	Reload     []ReloadRun    `json:"reload,omitempty"`
+	Problems   []string       `json:"problems,omitempty"`
+	IdleBefore []float64      `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
+	LoadAvg    string         `json:"loadavg"`
 }
 
 func (o *opts) fail(res *Results, format string, a ...any) {
@@ -77,7 +89,7 @@ func main() {
 	os.Exit(benchMain(os.Args[1:]))
 }
 
-const allSections = "dataplane,scale,control,failover,reload"
+const allSections = "dataplane,scale,control,flip,conntrack,failover,reload"
 
 func benchMain(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
@@ -89,6 +101,7 @@ func benchMain(args []string) int {
 	fs.StringVar(&o.repo, "repo", ".", "repository root (for go test -bench ./lb)")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write")
 	fs.StringVar(&o.jsonOut, "json", "", "raw results as JSON (default: the report's name with .json)")
+	fs.Int64Var(&o.seed, "seed", 0, "random seed (default: from the clock; printed in the log and the report)")
 	sec := fs.String("sections", allSections, "comma-separated sections to run")
 	render := fs.String("render", "", "only render the report from this results JSON (plus bench/analysis.md)")
 	_ = fs.Parse(args)
@@ -118,6 +131,9 @@ func benchMain(args []string) int {
 	if o.reps > 20 || o.dur > 30*time.Second || o.dur < time.Second {
 		fmt.Fprintln(os.Stderr, "bench: -reps at most 20, -dur between 1s and 30s")
 		return 2
+	}
+	if o.seed == 0 {
+		o.seed = time.Now().UnixNano()
 	}
 	o.sections = map[string]bool{}
 	for _, s := range strings.Split(*sec, ",") {
@@ -155,7 +171,8 @@ func benchMain(args []string) int {
 	}()
 
 	res := &Results{Started: time.Now(), Quick: o.quick, Reps: o.reps, RunSeconds: o.dur.Seconds(),
-		Machine: machine(o), Blocked: blocked()}
+		Machine: machine(o), Blocked: blocked(), Seed: o.seed}
+	o.logf("random seed %d (-seed %d repeats this run's choices)", o.seed, o.seed)
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.LoadAvg = strings.TrimSpace(string(b))
 	}
@@ -167,7 +184,7 @@ func benchMain(args []string) int {
 		f    func(*Results)
 	}{
 		{"dataplane", o.dataplane}, {"scale", o.scale}, {"control", o.control},
-		{"failover", o.failover}, {"reload", o.reloadUnderLoad},
+		{"flip", o.flips}, {"conntrack", o.conntrackPoll}, {"failover", o.failover}, {"reload", o.reloadUnderLoad},
 	}
 	for _, st := range steps {
 		if o.sections[st.name] && ctx.Err() == nil {

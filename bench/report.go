@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,9 +40,11 @@ func report(o *opts, r *Results) string {
 		p("\n\n")
 	}
 
-	p("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
+	p("## Targets\n\nIssue 13's table (and issue 6's rows still in force): the target next to what this run\n" +
+		"measured. \"n/a\" where the run measured something else (quick mode's smaller scale) or\n" +
+		"skipped the section.\n\n| what | target | measured | verdict |\n|---|---|---|---|\n")
 	for _, t := range targets(r) {
-		p("| %s | %s | %s |\n", t[0], t[1], t[2])
+		p("| %s | %s | %s | %s |\n", t.what, t.target, t.measured, t.verdict)
 	}
 
 	if len(r.Data) > 0 {
@@ -79,14 +80,32 @@ func report(o *opts, r *Results) string {
 			p(" %s |\n", strings.Join(e, "/"))
 		}
 		p("\nFor the latency rows a ratio below 1 means lbd is faster.\n")
+		if len(r.Schedulers) > 0 {
+			p("\nSchedulers that ran: ")
+			var parts []string
+			for _, c := range contenders {
+				if v := r.Schedulers[c]; v != "" {
+					parts = append(parts, fmt.Sprintf("**%s** %s", c, v))
+				}
+			}
+			p("%s.\n", strings.Join(parts, "; "))
+		} else {
+			p("\nSchedulers that ran: lbd rr + snat, nftlb **weight** + snat, haproxy roundrobin (this run predates\n" +
+				"issue 13, which made nftlb run rr like lbd; its lbd/nftlb ratio is not like for like).\n")
+		}
 	}
 
 	if len(r.Scale) > 0 {
 		p("\n## 2. Dispatch scale\n\nCPS through lbd on the one measured VIP (same wrk run as above) with other services\n" +
 			"configured beside it (8 backends each, other VIP:port pairs; the base config has one other,\n" +
-			"the iperf3 service).\n\n| other services | CPS median (min–max) | ratio to 1 (paired) | errors |\n|---|---|---|---|\n")
+			"the iperf3 service). The 1-service row is the baseline the others are divided by.\n\n" +
+			"| other services | CPS median (min–max) | ratio to 1 (paired) | errors |\n|---|---|---|---|\n")
 		for _, n := range scaleCounts {
-			p("| %d | %s | %s | %d |\n", n, cell(r.Scale[n]), ratioCell(r.Scale[n], r.Scale[1]), r.ScaleErrors[n])
+			ratio := "baseline"
+			if n != 1 {
+				ratio = ratioCell(r.Scale[n], r.Scale[1])
+			}
+			p("| %d | %s | %s | %d |\n", n, cell(r.Scale[n]), ratio, r.ScaleErrors[n])
 		}
 	}
 
@@ -96,49 +115,67 @@ func report(o *opts, r *Results) string {
 			"first apply), the apply time lbd logs (`data plane applied took=`), and the daemon's memory\n" +
 			"from /proc/PID/status right after.\n\n")
 		p("| services x 8 backends | wall to ready ms | apply ms (lbd log) | VmRSS MB | VmHWM MB | runs |\n|---|---|---|---|---|---|\n")
-		for _, n := range controlCounts {
+		for _, c := range controlRowsOf(r) {
 			var wall, apply, rss, hwm []float64
-			for _, c := range r.Control {
-				if c.Services == n {
-					wall, apply, rss, hwm = append(wall, c.WallMS), append(apply, c.ApplyMS), append(rss, c.RSSMB), append(hwm, c.HWMMB)
+			for _, x := range r.Control {
+				if x.Services == c.n && x.Mixed == c.mixed {
+					wall, apply, rss, hwm = append(wall, x.WallMS), append(apply, x.ApplyMS), append(rss, x.RSSMB), append(hwm, x.HWMMB)
 				}
 			}
-			if len(wall) == 0 {
-				continue
+			name := fmt.Sprint(c.n)
+			if c.mixed {
+				name += " (rr, random, sh, mh in turn)"
 			}
-			p("| %d | %s | %s | %s | %s | %d |\n", n, cell(wall), cell(apply), cell(rss), cell(hwm), len(wall))
+			p("| %s | %s | %s | %s | %s | %d |\n", name, cell(wall), cell(apply), cell(rss), cell(hwm), len(wall))
 		}
 		if len(r.ReloadOneMS) > 0 {
-			p("\nReload when one service of 10,000 changes (a backend weight; `lbd reload` round trip over the\n"+
-				"control socket, includes parsing and validating the whole file): %s ms over %d reloads.\n", cell(r.ReloadOneMS), len(r.ReloadOneMS))
+			p("\nReload when one service of %d changes (a backend weight; `lbd reload` round trip over the\n"+
+				"control socket, includes parsing and validating the whole file): %s ms over %d reloads.\n", reloadOf(r), cell(r.ReloadOneMS), len(r.ReloadOneMS))
 		}
 		if r.FlipMS > 0 {
 			p("\nOne backend health flip (down, then up: slot rewrite of one service, one transaction) in a\n"+
-				"10,000-service table, `go test -bench BenchmarkHealthFlip ./lb`: **%.1f ms** per flip (mean).\n", r.FlipMS)
+				"10,000-service table, `go test -bench BenchmarkHealthFlip ./lb`: **%.1f ms** per flip (mean). This is\n"+
+				"the kernel part alone, for reference; the target row is the running daemon's below.\n", r.FlipMS)
 		}
 	}
+	reportFlips(p, r)
+	reportConntrack(p, r)
 
 	if len(r.Failover) > 0 {
 		p("\n## 4. Failover\n\nlbd, tcp health check interval %v, timeout 500ms, fall %d, rise %d (fall x interval = %v).\n"+
 			"The probe opens %d new connections/s round the VIP (open loop); nginx on be2 is killed\n"+
 			"(port closed: those requests are refused) and later restarted.\n\n",
 			healthInterval, healthFall, healthRise, time.Duration(healthFall)*healthInterval, failoverRate)
-		p("| run | stop -> last request sent to it (ms) | failed after stop | restart -> first answer from it (ms) | failed after restart |\n|---|---|---|---|---|\n")
+		if r.Seed != 0 {
+			p("The stop comes at a random offset within one health interval (seed %d; `-seed %d`\n"+
+				"repeats it), so the runs sample the phase of the check cycle instead of one point of it.\n\n", r.Seed, r.Seed)
+		} else {
+			p("This run predates the randomised stop time: every run stopped be2 at the same point of the\n" +
+				"check cycle, so the runs sample one phase, not the distribution.\n\n")
+		}
+		p("| run | stop at (ms after probe start) | stop -> last request sent to it (ms) | failed after stop | restart -> first answer from it (ms) | failed after restart |\n|---|---|---|---|---|---|\n")
 		var dw, bw []float64
 		for i, f := range r.Failover {
-			p("| %d | %.0f | %d | %.0f | %d |\n", i+1, f.DownWindowMS, f.DownFailed, f.BackWindowMS, f.BackFailed)
+			p("| %d | %.0f | %.0f | %d | %.0f | %d |\n", i+1, f.StopAtMS, f.DownWindowMS, f.DownFailed, f.BackWindowMS, f.BackFailed)
 			dw, bw = append(dw, f.DownWindowMS), append(bw, f.BackWindowMS)
 		}
-		p("| median (min–max) | %s | | %s | |\n", cell(dw), cell(bw))
+		p("| median (min–max) | | %s | | %s | |\n", cell(dw), cell(bw))
 	}
 
 	if len(r.Reload) > 0 {
 		p("\n## 5. Reloads and restart under load\n\nDuring each run: wrk keep-alive (3 x 2 connections) and the probe at %d new\n"+
 			"connections/s on the VIP; lbd (tcp health checks on) reloads 100 times, alternating a\n"+
 			"backend weight (each reload rewrites slots), then is killed with SIGKILL and started again.\n\n", failoverRate)
-		p("| run | reloads | reload median ms | kill -9 -> new lbd ready ms | wrk requests | wrk errors | probe failed / sent |\n|---|---|---|---|---|---|---|\n")
+		p("The keep-alive requests ride connections opened before the first reload: after their first\n" +
+			"packet they never pass lbd's chains, so they show that established flows survive but not that\n" +
+			"new ones are scheduled. The probe's new connections are: the columns \"across a reload\" and\n" +
+			"\"across the restart\" count, from the probe's own samples, the connections whose lifetime\n" +
+			"(scheduled start to answer or error) overlapped a reload's round trip or the kill -9 -> ready\n" +
+			"window, and how many of them failed.\n\n")
+		p("| run | reloads | reload median ms | kill -9 -> new lbd ready ms | probe conns across a reload (failed) | across the restart (failed) | probe failed / sent | wrk keep-alive requests (est.) | wrk errors |\n|---|---|---|---|---|---|---|---|---|\n")
 		for i, x := range r.Reload {
-			p("| %d | %d | %.1f | %.0f | %.0f | %d | %d / %d |\n", i+1, x.Reloads, x.ReloadMedianMS, x.RestartMS, x.WrkRequests, x.WrkErrors, x.ProbeFailed, x.ProbeSent)
+			p("| %d | %d | %.1f | %.0f | %d (%d) | %d (%d) | %d / %d | %.0f | %d |\n", i+1, x.Reloads, x.ReloadMedianMS, x.RestartMS,
+				x.ProbeCrossReload, x.FailedCrossReload, x.ProbeCrossRestart, x.FailedCrossRestart, x.ProbeFailed, x.ProbeSent, x.WrkRequests, x.WrkErrors)
 		}
 	}
 
@@ -152,7 +189,8 @@ func report(o *opts, r *Results) string {
 		"  routes (no nftables rules at all); **lbd** — VIP:80 `rr`, `snat = true`, no health check in\n" +
 		"  section 1-2; **haproxy** — `mode tcp`, `balance roundrobin`, `nbthread 2`, bound to the VIP\n" +
 		"  put on the lb's loopback; **nftlb** — the daemon in the lb namespace, farms posted to its\n" +
-		"  REST API: `mode snat`, `scheduler weight`, equal weights. iperf3 goes to a second service\n" +
+		"  REST API: `mode snat`, `scheduler rr` (the same scheduler as lbd; before issue 13 it ran `weight`),\n" +
+		"  equal weights. iperf3 goes to a second service\n" +
 		"  VIP:5201 -> be1:5201 on every contender (one backend, so control and data connections meet).\n" +
 		"- CPS and RPS: three wrk processes (`-t1 -c21`, 63 connections in all) at once, the sum of their\n" +
 		"  Requests/sec; direct spreads them one per backend, the others all at the VIP.\n" +
@@ -173,9 +211,7 @@ func report(o *opts, r *Results) string {
 			p("- %s\n", strings.ReplaceAll(pr, "\n", " "))
 		}
 	}
-	if notes, err := os.ReadFile(filepath.Join(o.repo, "bench", "analysis.md")); err == nil && !r.Quick {
-		p("\n%s", notes)
-	}
+	p("%s", analysisFor(o, r))
 	return b.String()
 }
 
@@ -223,74 +259,6 @@ func ratioCell(a, b []float64) string {
 	}
 	lo, hi := minMax(rs)
 	return fmt.Sprintf("%.2fx (%.2f–%.2f)", median(rs), lo, hi)
-}
-
-// targets lists the issue's targets against this run's numbers.
-func targets(r *Results) [][3]string {
-	var out [][3]string
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "**missed**"
-	}
-	ratio := func(name, m, other string, min float64) {
-		rs := pairs(r.Data[m][LBD], r.Data[m][other])
-		if len(rs) == 0 {
-			out = append(out, [3]string{name, "not measured", "—"})
-			return
-		}
-		v := median(rs)
-		out = append(out, [3]string{name, fmt.Sprintf("%.2fx", v), verdict(v >= min)})
-	}
-	if r.Data != nil {
-		ratio("CPS lbd >= 0.80x direct", mCPS, Direct, 0.80)
-		ratio("CPS lbd >= 1.05x nftlb", mCPS, NFTLB, 1.05)
-		ratio("CPS lbd >= 1.4x HAProxy", mCPS, HAProxy, 1.4)
-		ratio("throughput lbd >= 0.90x direct", mGbps, Direct, 0.90)
-	}
-	if r.Scale != nil {
-		rs := pairs(r.Scale[10000], r.Scale[1])
-		if len(rs) > 0 {
-			v := median(rs)
-			out = append(out, [3]string{"CPS with 10,000 services >= 0.95x 1 service", fmt.Sprintf("%.2fx", v), verdict(v >= 0.95)})
-		} else {
-			out = append(out, [3]string{"CPS with 10,000 services >= 0.95x 1 service", "not measured (see Problems)", "**missed**"})
-		}
-	}
-	var apply, rss []float64
-	for _, c := range r.Control {
-		if c.Services == 10000 {
-			apply, rss = append(apply, c.WallMS), append(rss, c.HWMMB)
-		}
-	}
-	if len(apply) == 0 && len(r.Control) > 0 {
-		out = append(out, [3]string{"10,000 x 8 cold apply < 1 s; RSS < 100 MB", "lbd did not come up (see Problems)", "**missed**"})
-	}
-	if len(apply) > 0 {
-		out = append(out, [3]string{"10,000 x 8 cold apply < 1 s (wall, exec to ready)", fmt.Sprintf("%.0f ms", median(apply)), verdict(median(apply) < 1000)})
-		out = append(out, [3]string{"lbd RSS < 100 MB at 10,000 x 8 (peak VmHWM)", fmt.Sprintf("%.0f MB", median(rss)), verdict(median(rss) < 100)})
-	}
-	if r.FlipMS > 0 {
-		out = append(out, [3]string{"one health flip < 20 ms at 10,000 services", fmt.Sprintf("%.1f ms", r.FlipMS), verdict(r.FlipMS < 20)})
-	}
-	if len(r.Reload) > 0 {
-		failed, total := 0, 0
-		for _, x := range r.Reload {
-			failed += x.WrkErrors + x.ProbeFailed
-			total += x.ProbeSent + int(x.WrkRequests)
-		}
-		out = append(out, [3]string{"0 failed requests across 100 reloads + kill -9/restart", fmt.Sprintf("%d failed of ~%d", failed, total), verdict(failed == 0)})
-	}
-	if len(r.Failover) > 0 {
-		var dw []float64
-		for _, f := range r.Failover {
-			dw = append(dw, f.DownWindowMS)
-		}
-		lim := float64(time.Duration(healthFall)*healthInterval+500*time.Millisecond) / 1e6
-		out = append(out, [3]string{fmt.Sprintf("failover within fall x interval (+timeout) = %.0f ms", lim), fmt.Sprintf("%.0f ms median", median(dw)), verdict(median(dw) <= lim)})
-	}
-	return out
 }
 
 // shownPath is a path as the report names it: relative ones as given.

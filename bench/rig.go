@@ -33,6 +33,20 @@ const (
 	nftlbKey  = "lbd-bench"
 )
 
+// The schedulers the data-plane contenders run: like with like (issue 13:
+// nftlb used to run "weight" against lbd's rr). Both rr, both snat.
+const (
+	lbdScheduler     = "rr"
+	nftlbScheduler   = "rr"
+	haproxyScheduler = "roundrobin"
+)
+
+// schedulers is what the report prints under "which schedulers ran".
+func schedulers() map[string]string {
+	return map[string]string{LBD: lbdScheduler + ", snat", NFTLB: nftlbScheduler + ", mode snat",
+		HAProxy: haproxyScheduler + ", mode tcp", Direct: "none (client spreads over the backends)"}
+}
+
 // The lab that is up now, so that Ctrl-C can tear it down.
 var (
 	curMu  sync.Mutex
@@ -239,7 +253,7 @@ func (r *rig) stopNginx(i int) {
 // weights, when set, gives the HTTP backends' weights.
 func lbdConfig(others int, health string, weights []int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[[service]]\nname = \"web\"\nvip = %q\nport = %d\nscheduler = \"rr\"\nsnat = true\n", lab.VIPv4, httpPort)
+	fmt.Fprintf(&b, "[[service]]\nname = \"web\"\nvip = %q\nport = %d\nscheduler = %q\nsnat = true\n", lab.VIPv4, httpPort, lbdScheduler)
 	if health != "" {
 		fmt.Fprintf(&b, "[service.health]\n%s\n", health)
 	}
@@ -256,18 +270,27 @@ func lbdConfig(others int, health string, weights []int) string {
 	return b.String()
 }
 
-// writeOthers appends n services x 8 backends: VIPs 203.0.113.20.. and
-// 198.51.100.20.., 100 ports each. changed, when >= 0, names one service
-// whose last backend gets weight 2 (the "one service changes" reload).
-func writeOthers(b *strings.Builder, n, changed int) {
+// writeOthers appends n services x 8 backends: VIPs 203.0.113.20..219
+// with 100 ports each for the first 20,000, then 198.51.100.20..99 with
+// 1,000 ports each (up to 100,000 services in the documentation ranges).
+// changed, when >= 0, names one service whose last backend gets weight 2
+// (the "one service changes" reload).
+func writeOthers(b *strings.Builder, n, changed int) { writeServices(b, n, changed, false) }
+
+// mixedSchedulers are the four stateless schedulers the issue's "mixed"
+// row cycles through (sh and mh carry prime slot tables).
+var mixedSchedulers = []string{"rr", "random", "sh", "mh"}
+
+// writeServices is writeOthers; mixed cycles the services' schedulers
+// through mixedSchedulers instead of rr only.
+func writeServices(b *strings.Builder, n, changed int, mixed bool) {
 	for i := 0; i < n; i++ {
-		net := "203.0.113"
-		k := i / 100
-		if k >= 200 {
-			net, k = "198.51.100", k-200
+		vip, port := otherEndpoint(i)
+		sched := "rr"
+		if mixed {
+			sched = mixedSchedulers[i%len(mixedSchedulers)]
 		}
-		vip := fmt.Sprintf("%s.%d", net, 20+k)
-		fmt.Fprintf(b, "\n[[service]]\nname = \"s%d\"\nvip = %q\nport = %d\nscheduler = \"rr\"\n", i, vip, 10000+i%100)
+		fmt.Fprintf(b, "\n[[service]]\nname = \"s%d\"\nvip = %q\nport = %d\nscheduler = %q\n", i, vip, port, sched)
 		for j := 0; j < 8; j++ {
 			w := 1
 			if i == changed && j == 7 {
@@ -276,6 +299,15 @@ func writeOthers(b *strings.Builder, n, changed int) {
 			fmt.Fprintf(b, "[[service.backend]]\naddress = \"192.0.2.%d:8080\"\nweight = %d\n", 100+j, w)
 		}
 	}
+}
+
+// otherEndpoint is the VIP and port of generated service i.
+func otherEndpoint(i int) (string, int) {
+	if i < 20000 {
+		return fmt.Sprintf("203.0.113.%d", 20+i/100), 10000 + i%100
+	}
+	j := i - 20000
+	return fmt.Sprintf("198.51.100.%d", 20+j/1000), 20000 + j%1000
 }
 
 // startLBD runs lbd in the lb namespace and waits until its control socket
@@ -346,7 +378,7 @@ frontend web
   bind %[2]s:%[3]d
   default_backend web
 backend web
-  balance roundrobin
+  balance %[7]s
 %[4]sfrontend iperf
   bind %[2]s:%[5]d
   default_backend iperf
@@ -365,7 +397,7 @@ func (r *rig) startHAProxy() error {
 		fmt.Fprintf(&servers, "  server be%d %s:%d\n", i, lab.BackendV4(i), httpPort)
 	}
 	conf := filepath.Join(r.dir, "haproxy.cfg")
-	text := fmt.Sprintf(haproxyConf, r.dir, lab.VIPv4, httpPort, servers.String(), iperfPort, lab.BackendV4(1))
+	text := fmt.Sprintf(haproxyConf, r.dir, lab.VIPv4, httpPort, servers.String(), iperfPort, lab.BackendV4(1), haproxyScheduler)
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return err
 	}
@@ -383,7 +415,7 @@ func (r *rig) startHAProxy() error {
 }
 
 // startNFTLB runs nftlb in the lb namespace and posts the same farms
-// through its REST API: weight scheduler, snat mode.
+// through its REST API: nftlbScheduler (rr, as lbd), snat mode.
 func (r *rig) startNFTLB() error {
 	cmd := r.s.Command("lb", "nftlb", "-k", nftlbKey, "-H", "127.0.0.1", "-P", "5555")
 	logf, err := os.Create(filepath.Join(r.dir, "nftlb.log"))
@@ -403,9 +435,9 @@ func (r *rig) startNFTLB() error {
 		bes = append(bes, fmt.Sprintf(`{"name":"be%d","ip-addr":"%s","port":"%d","weight":"1","state":"up"}`, i, lab.BackendV4(i), httpPort))
 	}
 	farms := fmt.Sprintf(`{"farms":[`+
-		`{"name":"web","family":"ipv4","virtual-addr":"%[1]s","virtual-ports":"%[2]d","protocol":"tcp","mode":"snat","scheduler":"weight","state":"up","backends":[%[3]s]},`+
-		`{"name":"iperf","family":"ipv4","virtual-addr":"%[1]s","virtual-ports":"%[4]d","protocol":"tcp","mode":"snat","scheduler":"weight","state":"up","backends":[{"name":"be1","ip-addr":"%[5]s","port":"%[4]d","weight":"1","state":"up"}]}]}`,
-		lab.VIPv4, httpPort, strings.Join(bes, ","), iperfPort, lab.BackendV4(1))
+		`{"name":"web","family":"ipv4","virtual-addr":"%[1]s","virtual-ports":"%[2]d","protocol":"tcp","mode":"snat","scheduler":"%[6]s","state":"up","backends":[%[3]s]},`+
+		`{"name":"iperf","family":"ipv4","virtual-addr":"%[1]s","virtual-ports":"%[4]d","protocol":"tcp","mode":"snat","scheduler":"%[6]s","state":"up","backends":[{"name":"be1","ip-addr":"%[5]s","port":"%[4]d","weight":"1","state":"up"}]}]}`,
+		lab.VIPv4, httpPort, strings.Join(bes, ","), iperfPort, lab.BackendV4(1), nftlbScheduler)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return r.s.Dial("lb", network, addr, 5*time.Second)
