@@ -52,6 +52,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
+	if wantsHelp(rest) {
+		// Help asked for is output, not an error: every command's usage
+		// goes to stdout and the command exits 0.
+		stderr = stdout
+	}
 	fs := flag.NewFlagSet("lbd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file")
@@ -82,10 +87,17 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "lbd", version)
 		return 0
 	}
+	help, known := commandHelp[cmd]
+	if known {
+		fs.Usage = func() { fmt.Fprint(stderr, help) }
+	}
 	// Positional arguments may come before or after flags.
 	var pos []string
 	for {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
 			return 2
 		}
 		if fs.NArg() == 0 {
@@ -199,4 +211,14 @@ func fetchStatus(socket string) (status.Snapshot, error) {
 		return status.Snapshot{}, errors.New("daemon sent no status")
 	}
 	return *resp.Status, nil
+}
+
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
