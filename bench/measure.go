@@ -105,6 +105,37 @@ func (r *rig) runIperf(d time.Duration) (float64, error) {
 	return j.End.SumReceived.BPS / 1e9, nil
 }
 
+// runProbeUntil runs `bench probe` in the client namespace until stop is
+// closed (at most limit): for runs whose length depends on how long the
+// work under test takes (section 5's reloads and restart).
+func (r *rig) runProbeUntil(rate int, limit time.Duration, stop <-chan struct{}) (ProbeSummary, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return ProbeSummary{}, err
+	}
+	cmd := r.s.Command(r.s.Client(0), self, "probe", "-targets", strings.Join(r.httpTargets(), ","),
+		"-rate", fmt.Sprint(rate), "-dur", limit.String(), "-samples", "-until-eof")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return ProbeSummary{}, err
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		return ProbeSummary{}, err
+	}
+	<-stop
+	_ = in.Close()
+	if err := cmd.Wait(); err != nil {
+		return ProbeSummary{}, fmt.Errorf("probe: %w", err)
+	}
+	var sum ProbeSummary
+	if err := json.Unmarshal([]byte(out.String()), &sum); err != nil {
+		return sum, fmt.Errorf("probe output: %w", err)
+	}
+	return sum, nil
+}
+
 // runProbe runs `bench probe` in the client namespace.
 func (r *rig) runProbe(rate int, d time.Duration, samples bool) (ProbeSummary, error) {
 	self, err := os.Executable()

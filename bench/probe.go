@@ -48,13 +48,19 @@ func probeMain(args []string) int {
 	dur := fs.Duration("dur", 5*time.Second, "how long to send")
 	timeout := fs.Duration("timeout", 2*time.Second, "per-request timeout")
 	keep := fs.Bool("samples", false, "print every sample (failover analysis)")
+	untilEOF := fs.Bool("until-eof", false, "also stop sending when stdin reaches end of file (-dur is then the upper bound)")
 	_ = fs.Parse(args)
 	tl := strings.Split(*targets, ",")
 	if *targets == "" || *rate <= 0 || *rate > 20000 || *dur > 10*time.Minute {
 		fmt.Fprintln(os.Stderr, "probe: bad arguments")
 		return 2
 	}
-	sum := runProbe(tl, *rate, *dur, *timeout)
+	var stop chan struct{}
+	if *untilEOF {
+		stop = make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
+	}
+	sum := runProbe(tl, *rate, *dur, *timeout, stop)
 	if !*keep {
 		sum.Samples = nil
 	}
@@ -62,13 +68,22 @@ func probeMain(args []string) int {
 	return 0
 }
 
-func runProbe(targets []string, rate int, dur, timeout time.Duration) ProbeSummary {
+// runProbe sends for dur, or until stop is closed (nil: never).
+func runProbe(targets []string, rate int, dur, timeout time.Duration, stop <-chan struct{}) ProbeSummary {
 	interval := time.Second / time.Duration(rate)
 	n := int(dur / interval)
 	samples := make([]Sample, n)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < n; i++ {
+		select {
+		case <-stop:
+			n = i
+		default:
+		}
+		if i == n {
+			break
+		}
 		at := start.Add(time.Duration(i) * interval)
 		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
@@ -85,6 +100,7 @@ func runProbe(targets []string, rate int, dur, timeout time.Duration) ProbeSumma
 		}(i, at)
 	}
 	wg.Wait()
+	samples = samples[:n]
 	sum := ProbeSummary{Sent: n, Samples: samples}
 	var lats []float64
 	for _, s := range samples {

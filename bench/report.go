@@ -172,10 +172,14 @@ func report(o *opts, r *Results) string {
 			"\"across the restart\" count, from the probe's own samples, the connections whose lifetime\n" +
 			"(scheduled start to answer or error) overlapped a reload's round trip or the kill -9 -> ready\n" +
 			"window, and how many of them failed.\n\n")
-		p("| run | reloads | reload median ms | kill -9 -> new lbd ready ms | probe conns across a reload (failed) | across the restart (failed) | probe failed / sent | wrk keep-alive requests (est.) | wrk errors |\n|---|---|---|---|---|---|---|---|---|\n")
+		p("| run | reloads | reload median ms | kill -9 -> new lbd ready ms | probe conns across a reload (failed) | across the restart (failed) | probe failed / sent | wrk keep-alive requests (est.) | wrk errors | wrk ran past the restart |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, x := range r.Reload {
-			p("| %d | %d | %.1f | %.0f | %d (%d) | %d (%d) | %d / %d | %.0f | %d |\n", i+1, x.Reloads, x.ReloadMedianMS, x.RestartMS,
-				x.ProbeCrossReload, x.FailedCrossReload, x.ProbeCrossRestart, x.FailedCrossRestart, x.ProbeFailed, x.ProbeSent, x.WrkRequests, x.WrkErrors)
+			past := "no"
+			if x.WrkCoveredRestart {
+				past = "yes"
+			}
+			p("| %d | %d | %.1f | %.0f | %d (%d) | %d (%d) | %d / %d | %.0f | %d | %s |\n", i+1, x.Reloads, x.ReloadMedianMS, x.RestartMS,
+				x.ProbeCrossReload, x.FailedCrossReload, x.ProbeCrossRestart, x.FailedCrossRestart, x.ProbeFailed, x.ProbeSent, x.WrkRequests, x.WrkErrors, past)
 		}
 	}
 

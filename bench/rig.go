@@ -334,7 +334,10 @@ func (r *rig) startLBD() error {
 func (r *rig) waitLBD(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if _, err := control.Call(r.socket, control.Request{Command: "status"}, time.Second); err == nil {
+		// status is the lightest command there is, and at 10,000 services
+		// its answer is megabytes: on a loaded machine one second was too
+		// short and the ready lbd looked dead (broken pipe in its log).
+		if _, err := control.Call(r.socket, control.Request{Command: "status"}, 30*time.Second); err == nil {
 			return nil
 		}
 		if r.lbd.ProcessState != nil {

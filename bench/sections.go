@@ -464,6 +464,9 @@ type ReloadRun struct {
 	FailedCrossReload  int `json:"failed_cross_reload"`
 	ProbeCrossRestart  int `json:"probe_cross_restart"`
 	FailedCrossRestart int `json:"failed_cross_restart"`
+	// WrkCoveredRestart: wrk's keep-alive run (fixed length) was still
+	// going when the new lbd was ready.
+	WrkCoveredRestart bool `json:"wrk_covered_restart"`
 }
 
 // window is a stretch of wall time, unix ns.
@@ -522,7 +525,12 @@ func (o *opts) reloadUnderLoad(res *Results) {
 		)
 		wg.Add(2)
 		go func() { defer wg.Done(); w, werr = r.runWrk(d, false, 6) }()
-		go func() { defer wg.Done(); sum, perr = r.runProbe(failoverRate, d, true) }()
+		// The probe runs until a second after the restart, however long
+		// the reloads take on a loaded machine: a fixed length had ended
+		// before the restart, and then no new connection crossed it.
+		stopProbe := make(chan struct{})
+		go func() { defer wg.Done(); sum, perr = r.runProbeUntil(failoverRate, 10*time.Minute, stopProbe) }()
+		wrkEnd := time.Now().Add(d)
 		time.Sleep(time.Second)
 		run := ReloadRun{}
 		var (
@@ -556,6 +564,9 @@ func (o *opts) reloadUnderLoad(res *Results) {
 		}
 		run.RestartMS = float64(time.Since(t)) / 1e6
 		restart = append(restart, window{t.UnixNano(), time.Now().UnixNano()})
+		run.WrkCoveredRestart = time.Now().Before(wrkEnd)
+		time.Sleep(time.Second)
+		close(stopProbe)
 		wg.Wait()
 		r.Close()
 		if werr != nil || perr != nil {
