@@ -1,8 +1,10 @@
 // Command bench measures lbd against direct routing, HAProxy and nftlb in
 // throw-away namespace labs (client, lb, 3 nginx backends) and writes
 // BENCHMARKS.md: data plane (CPS, keep-alive RPS, iperf3, latency at a
-// fixed rate), dispatch scale, control plane, failover, and reloads and a
-// restart under load. `make bench` runs it (BENCH_QUICK=1 or -quick for a
+// fixed rate), dispatch scale, control plane (cold starts up to 100,000
+// services, reload of one service), health flips on the running daemon,
+// the conntrack poll's cost, failover, and reloads and a restart under
+// load. `make bench` runs it (BENCH_QUICK=1 or -quick for a
 // smoke run of about three minutes). Needs root, wrk, haproxy, nftlb,
 // iperf3 and nginx; `go` for the health flip benchmark of package lb.
 package main
@@ -39,6 +41,8 @@ type opts struct {
 	// seed drives every random choice of the run (failover stop times),
 	// printed so a run can be repeated.
 	seed int64
+	// renderedAt is set when -render rewrites an earlier run's report.
+	renderedAt time.Time
 }
 
 // Results is everything one run measured (also written as JSON).
@@ -290,6 +294,7 @@ func renderOnly(o *opts, path string) int {
 	if o.jsonOut == "" {
 		o.jsonOut = path
 	}
+	o.renderedAt = time.Now()
 	if err := os.WriteFile(o.out, []byte(report(o, &res)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1

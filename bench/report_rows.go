@@ -153,7 +153,7 @@ func targets(r *Results) []targetRow {
 	coldRow := func(what string, n int, mixed bool, target string, maxMS, maxMB float64, alt int) {
 		wall, hwm := cold(n, mixed)
 		if len(wall) == 0 {
-			if w, h := cold(alt, mixed); len(w) > 0 {
+			if w, h := cold(alt, mixed); len(w) > 0 && r.Quick {
 				add(what, target, fmt.Sprintf("%.0f ms, VmHWM %.0f MB at %d services (quick mode)", median(w), median(h), alt), "n/a")
 			} else {
 				add(what, target, notMeasured, "n/a")
