@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"lbd/appliance/status"
 	"lbd/config"
@@ -88,14 +89,18 @@ func (f *fakeDataplane) state() (map[string]lb.Service, int) {
 
 // fakeConntrack records flushes.
 type fakeConntrack struct {
-	mu      sync.Mutex
-	flushed []string
-	active  map[lb.FlowKey]int
+	mu       sync.Mutex
+	flushed  []string
+	active   map[lb.FlowKey]int
+	dumps    int           // ActiveConnections calls
+	dumpTime time.Duration // how long one takes
 }
 
 func (c *fakeConntrack) ActiveConnections([]lb.Service) (map[lb.FlowKey]int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dumps++
+	time.Sleep(c.dumpTime)
 	return maps(c.active), nil
 }
 

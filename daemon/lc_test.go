@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"lbd/lb"
 )
@@ -57,4 +58,25 @@ func TestWLCMovesNewFlowsAwayFromTheBusyBackend(t *testing.T) {
 		s := slotsOf(got["a"])
 		return s[be1] == s[be2] && s[be2] == s[be3]
 	})
+}
+
+// A slow conntrack dump (a huge table) is repeated less often: lbd keeps
+// its share of a CPU bounded instead of dumping every second.
+func TestSlowConntrackDumpIsRepeatedLessOften(t *testing.T) {
+	td := startDaemon(t, svcTOML("a", "198.51.100.10", `scheduler = "wlc"`, be1, be2), "")
+	td.ct.mu.Lock()
+	td.ct.dumpTime, td.ct.dumps = 60*time.Millisecond, 0 // 20 x 60 ms = 1.2 s
+	td.ct.mu.Unlock()
+	// Run's own one-second tick may run too; whoever dumped first, the
+	// next call inside 20 x 60 ms must not dump again.
+	td.d.conntrackTick()
+	td.ct.mu.Lock()
+	n := td.ct.dumps
+	td.ct.mu.Unlock()
+	td.d.conntrackTick()
+	td.ct.mu.Lock()
+	defer td.ct.mu.Unlock()
+	if n < 1 || td.ct.dumps != n {
+		t.Fatalf("dumps %d then %d; want the second call within 1.2 s of a 60 ms dump skipped", n, td.ct.dumps)
+	}
 }

@@ -37,6 +37,7 @@ type inputs struct {
 	drains        map[backendKey]drainState // runtime drains (lbd drain)
 	drainFlushes  []backendKey              // drains past their deadline
 	calls         []func()                  // run by the loop (inLoop)
+	nextDump      time.Time                 // conntrackTick waits for it after a slow dump
 	// adopted are backends the previous lbd left down (health.json);
 	// kernelSlots what the kernel served at start, when there was no file.
 	adopted     map[backendKey]bool
