@@ -45,6 +45,9 @@ type Options struct {
 
 	Dataplane Dataplane
 	Conntrack Conntrack
+	// Traffic feeds the per-backend traffic counters; nil = conntrack
+	// accounting when Conntrack is the kernel's, none with a fake.
+	Traffic TrafficSource
 	// NewMonitor makes the health monitor that reports to onChange.
 	NewMonitor func(onChange func(health.Transition), log *slog.Logger) HealthMonitor
 	// NewHost makes the NIC/VIP/sysctl side, keeping its state in stateDir.
@@ -94,6 +97,7 @@ type Daemon struct {
 	log      *slog.Logger
 	dp       Dataplane
 	ct       Conntrack
+	traffic  *trafficBook
 	monitor  HealthMonitor
 	host     Host
 	web      *statusServer
@@ -145,6 +149,7 @@ func New(opts Options) *Daemon {
 	d := &Daemon{opts: opts, log: opts.Logger, dp: opts.Dataplane, ct: opts.Conntrack, started: time.Now(),
 		wake: make(chan struct{}, 1), loopDone: make(chan struct{})}
 	d.synced = sync.NewCond(&d.mu)
+	d.traffic = newTrafficBook(defaultTraffic(opts.Conntrack, opts.Traffic))
 	d.in = newInputs()
 	d.pub.planned = map[string]lb.Service{}
 	d.stateDir = resolveStateDir(opts.StateDir, opts.ConfigPath)
@@ -187,6 +192,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("forwarding", "err", err)
 	}
 	d.adoptHealth()
+	// Before the table is installed: only flows created after accounting
+	// is on carry counters.
+	d.traffic.start(ctx)
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	go d.syncLoop(loopCtx)
 	defer stopLoop()

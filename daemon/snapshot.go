@@ -55,6 +55,8 @@ func (d *Daemon) Snapshot() status.Snapshot {
 	if err != nil {
 		snap.Warnings = append(snap.Warnings, err.Error())
 	}
+	traffic, warns := d.traffic.totals(plans)
+	snap.Warnings = append(snap.Warnings, warns...)
 	counters, err := d.dp.ReadCounters()
 	if err != nil {
 		snap.Warnings = append(snap.Warnings, err.Error())
@@ -76,7 +78,9 @@ func (d *Daemon) Snapshot() status.Snapshot {
 			Backends: []status.Backend{}}
 		for _, b := range s.Backends {
 			sb := status.Backend{Address: b.Addr.String(), Weight: b.EffectiveWeight(), Backup: b.Backup, MaxConnections: b.MaxConnections,
-				Slots: slots[b.Addr], ActiveConnections: active[lb.FlowKey{Endpoint: p.Endpoint(), Backend: b.Addr}]}
+				Slots: slots[b.Addr], ActiveConnections: active[lb.FlowKey{Endpoint: p.Endpoint(), Backend: b.Addr}],
+				Traffic: traffic[lb.FlowKey{Endpoint: p.Endpoint(), Backend: b.Addr}]}
+			ss.Traffic = ss.Traffic.Add(sb.Traffic)
 			ts, checked := d.monitor.Lookup(s.Name, b.Addr)
 			switch {
 			case !checked || ts.State == health.StateUnchecked:

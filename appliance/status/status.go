@@ -63,6 +63,8 @@ type Service struct {
 	Limits    Limits    `json:"limits,omitzero"`
 	Refused   Refusals  `json:"refused"`
 	Backends  []Backend `json:"backends"`
+	// Traffic sums the backends' (see traffic.go).
+	Traffic Traffic `json:"traffic"`
 }
 
 // Refusals counts new connections turned away, by reason.
@@ -92,6 +94,8 @@ type Backend struct {
 	ChecksFailed      uint64    `json:"checks_failed"`
 	// Drain is set while `lbd drain` holds the backend out of new flows.
 	Drain *Drain `json:"drain,omitempty"`
+	// Traffic is what the backend's flows carried (see traffic.go).
+	Traffic Traffic `json:"traffic"`
 }
 
 // Drain is a runtime drain (`lbd drain`), kept across reloads that keep
