@@ -30,9 +30,11 @@ func fixedSnapshot() status.Snapshot {
 				Name: "web", VIP: "198.51.100.10", Port: 80, Protocol: "tcp", Scheduler: "rr", SNAT: true,
 				Packets: 1234, Bytes: 567890, Refused: status.Refusals{NoBackend: 3, Rate: 12},
 				Throttle: "100/s",
+				Traffic:  status.Traffic{Connections: 812, PacketsIn: 9100, PacketsOut: 12050, BytesIn: 1048576, BytesOut: 16777216},
 				Limits:   status.Limits{NewConnectionRate: "500/s", Burst: 100, MaxConnections: 1000, PerClientRate: "20/s", Deny: []string{"203.0.113.0/24"}},
 				Backends: []status.Backend{
-					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.00123, ChecksPassed: 100, ChecksFailed: 2},
+					{Address: "192.0.2.11:8080", Weight: 2, State: status.StateUp, ActiveConnections: 31, MaxConnections: 500, LastCheck: "ok", LastCheckLatency: 0.00123, ChecksPassed: 100, ChecksFailed: 2,
+						Traffic: status.Traffic{Connections: 812, PacketsIn: 9100, PacketsOut: 12050, BytesIn: 1048576, BytesOut: 16777216}},
 					{Address: "192.0.2.12:8080", Weight: 1, State: status.StateDown, LastCheck: "status 503", LastCheckLatency: 0.0042, ChecksPassed: 50, ChecksFailed: 9},
 					{Address: "192.0.2.13:8080", Weight: 0, State: status.StateDrain, ActiveConnections: 2,
 						Drain: &status.Drain{Since: now.Add(-3 * time.Minute), Deadline: now.Add(2 * time.Minute)}},

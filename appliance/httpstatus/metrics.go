@@ -50,9 +50,12 @@ var (
 	descBackendState   = prometheus.NewDesc("lbd_backend_state", "Backend state, one-hot over up, down, drain and unchecked.", append(sb, "state"), nil)
 	descBackendWeight  = prometheus.NewDesc("lbd_backend_weight", "Configured weight (0 = drain).", sb, nil)
 	descBackendConns   = prometheus.NewDesc("lbd_backend_active_connections", "Tracked flows currently NATed to the backend.", sb, nil)
+	descBackendTotal   = prometheus.NewDesc("lbd_backend_connections_total", "Flows NATed to the backend since lbd started: ended ones plus live ones (conntrack accounting).", sb, nil)
+	descBackendPackets = prometheus.NewDesc("lbd_backend_packets_total", "Packets of the backend's flows since lbd started; direction in = from clients, out = towards clients.", append(sb, "direction"), nil)
+	descBackendBytes   = prometheus.NewDesc("lbd_backend_bytes_total", "Bytes (whole IP packets) of the backend's flows since lbd started; direction in = from clients, out = towards clients.", append(sb, "direction"), nil)
 	descCheckDuration  = prometheus.NewDesc("lbd_backend_check_duration_seconds", "Duration of the last health check.", sb, nil)
 	descChecks         = prometheus.NewDesc("lbd_backend_checks_total", "Health checks run, by result.", append(sb, "result"), nil)
-	allDescs           = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descReloads, descReloadOK, descSyncFailures, descSyncInSync, descSyncOutSince, descSyncs, descConntrack, descConntrackMax, descInterfaceUp, descLeaseExpiry, descServiceInfo, descPackets, descBytes, descRefused, descBackendUp, descBackendState, descBackendWeight, descBackendConns, descCheckDuration, descChecks}
+	allDescs           = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descReloads, descReloadOK, descSyncFailures, descSyncInSync, descSyncOutSince, descSyncs, descConntrack, descConntrackMax, descInterfaceUp, descLeaseExpiry, descServiceInfo, descPackets, descBytes, descRefused, descBackendUp, descBackendState, descBackendWeight, descBackendConns, descBackendTotal, descBackendPackets, descBackendBytes, descCheckDuration, descChecks}
 	refusalReasonNames = []string{"no_backend", "max_connections", "rate", "per_client_rate", "per_client_connections", "denied", "throttle"}
 )
 
@@ -121,6 +124,12 @@ func collectService(e *emitter, svc status.Service) {
 		}
 		e.gauge(descBackendWeight, float64(b.Weight), svc.Name, b.Address)
 		e.gauge(descBackendConns, float64(b.ActiveConnections), svc.Name, b.Address)
+		tr := b.Traffic
+		e.counter(descBackendTotal, float64(tr.Connections), svc.Name, b.Address)
+		e.counter(descBackendPackets, float64(tr.PacketsIn), svc.Name, b.Address, "in")
+		e.counter(descBackendPackets, float64(tr.PacketsOut), svc.Name, b.Address, "out")
+		e.counter(descBackendBytes, float64(tr.BytesIn), svc.Name, b.Address, "in")
+		e.counter(descBackendBytes, float64(tr.BytesOut), svc.Name, b.Address, "out")
 		e.gauge(descCheckDuration, b.LastCheckLatency, svc.Name, b.Address)
 		e.counter(descChecks, float64(b.ChecksPassed), svc.Name, b.Address, "passed")
 		e.counter(descChecks, float64(b.ChecksFailed), svc.Name, b.Address, "failed")
