@@ -1,7 +1,9 @@
 # Benchmarks (issue 6): `make bench` measures lbd against direct routing,
-# HAProxy and nftlb in namespace labs and writes BENCHMARKS.md (about 20
-# minutes). `make bench-quick` (or BENCH_QUICK=1) is the smoke mode, under
-# 3 minutes, and writes out/BENCHMARKS-quick.md instead. Needs root.
+# HAProxy and nftlb in namespace labs and writes BENCHMARKS.md (about 25
+# minutes, the 100,000-service cold start included). `make bench-quick` (or
+# BENCH_QUICK=1) is the smoke mode, about 5 minutes on a loaded machine (the
+# issue-13 rows at 1,000 services), and writes out/BENCHMARKS-quick.md
+# instead. Needs root.
 BENCH_DEBS := wrk haproxy nftlb iperf3 nginx nftables iproute2 procps
 BENCH_BIN  := $(OUT)/bench
 BENCH_OUT  := $(if $(filter 1,$(BENCH_QUICK)),$(OUT)/BENCHMARKS-quick.md,BENCHMARKS.md)

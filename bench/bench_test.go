@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -17,8 +19,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestQuickSmoke runs the harness in quick mode (data plane, failover,
-// reloads; BENCH_SMOKE_ALL=1 for every section) and checks that it
+// TestQuickSmoke runs the harness in quick mode (data plane, health flips
+// on the running daemon, conntrack poll, failover, reloads;
+// BENCH_SMOKE_ALL=1 for every section) and checks that it
 // produced a report with numbers. It asserts nothing about speed.
 func TestQuickSmoke(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -37,7 +40,10 @@ func TestQuickSmoke(t *testing.T) {
 			t.Fatalf("build lbd: %v\n%s", err, out)
 		}
 	}
-	sections := "dataplane,failover,reload"
+	// flip and conntrack run issue 13's rows at quick-mode scale (1,000
+	// services, 10,000 flows) in about 30 s, so their code paths stay
+	// exercised by make test; the 100,000-service cold start is full-mode only.
+	sections := "dataplane,flip,conntrack,failover,reload"
 	if os.Getenv("BENCH_SMOKE_ALL") == "1" {
 		sections = allSections
 	}
@@ -50,7 +56,7 @@ func TestQuickSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	report := string(b)
-	for _, want := range []string{"## Machine", "## Targets", "## 1. Data plane", "new connections/s", "## 4. Failover", "## 5. Reloads"} {
+	for _, want := range []string{"## Machine", "## Targets", "## 1. Data plane", "new connections/s", "Schedulers that ran", "## 3b. Health flips", "## 3c. Conntrack poll", "## 4. Failover", "## 5. Reloads"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
@@ -60,5 +66,36 @@ func TestQuickSmoke(t *testing.T) {
 	}
 	if _, err := os.Stat(strings.TrimSuffix(out, ".md") + ".json"); err != nil {
 		t.Errorf("no JSON results: %v", err)
+	}
+}
+
+// TestOtherEndpointsUnique checks the generated services' VIP:port pairs up
+// to the 100,000-service cold start: all distinct and all in the
+// documentation ranges (the full-mode row is too slow for make test).
+func TestOtherEndpointsUnique(t *testing.T) {
+	seen := map[string]int{}
+	for i := 0; i < 100000; i++ {
+		vip, port := otherEndpoint(i)
+		if !strings.HasPrefix(vip, "203.0.113.") && !strings.HasPrefix(vip, "198.51.100.") {
+			t.Fatalf("service %d: VIP %s outside the documentation ranges", i, vip)
+		}
+		last, err := strconv.Atoi(vip[strings.LastIndexByte(vip, '.')+1:])
+		if err != nil || last < 1 || last > 254 || port < 1 || port > 65535 {
+			t.Fatalf("service %d: %s:%d", i, vip, port)
+		}
+		k := fmt.Sprintf("%s:%d", vip, port)
+		if j, dup := seen[k]; dup {
+			t.Fatalf("services %d and %d share %s", j, i, k)
+		}
+		seen[k] = i
+	}
+	// The lab's own addresses must stay free: client 198.51.100.2, VIP
+	// 203.0.113.10, the flip services' 198.51.100.250.
+	for k := range seen {
+		for _, taken := range []string{"198.51.100.2:", "203.0.113.10:", flipVIP + ":"} {
+			if strings.HasPrefix(k, taken) {
+				t.Errorf("generated endpoint %s collides with the lab's %s", k, taken)
+			}
+		}
 	}
 }
