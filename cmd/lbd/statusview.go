@@ -19,10 +19,14 @@ The live table, one line per service and per backend, like 'ipvsadm -Ln':
 protocol, VIP:port, scheduler and flags; then each backend with its state
 (UP, DOWN, DRAIN, UNCHECKED), weight, slots, active connections and last
 check.
-  --stats   adds counters: new flows and their first-packet bytes since the
-            service was created, and refusals by reason (like --stats)
+  --stats   adds counters: per service new flows and their first-packet
+            bytes since the service was created, refusals by reason; per
+            service and backend the traffic since lbd started, as
+            'ipvsadm -Ln --stats': Conns (flows, ended + live), InPkts,
+            OutPkts, InBytes, OutBytes (in = from clients; K/M/G = 10^3..)
   --rate    adds per-second rates measured over --interval (like --rate):
-            new flows/s, first-packet bytes/s, refusals/s
+            new flows/s, first-packet bytes/s, refusals/s; and per service
+            and backend CPS, InPPS, OutPPS, InBPS, OutBPS
   --watch   redraws every --interval until Ctrl-C
   --json    the status document, byte for byte the same as /status.json
 `
@@ -124,12 +128,42 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 			aw = max(aw, len(b.Address))
 		}
 	}
-	row := func(addr, state, weight, slots, active, check string) string {
-		return strings.TrimRight(fmt.Sprintf("  -> %-*s  %-9s  %6s  %5s  %10s  %s", aw, addr, state, weight, slots, active, check), " ")
+	row := func(addr, state, weight, slots, active, traffic, check string) string {
+		return strings.TrimRight(fmt.Sprintf("  -> %-*s  %-9s  %6s  %5s  %10s%s  %s", aw, addr, state, weight, slots, active, traffic, check), " ")
+	}
+	// trafficCols are the --stats and --rate columns of a service or
+	// backend: totals, then rates against its sample in prev.
+	trafficCols := func(tr status.Traffic, was *status.Traffic) string {
+		var c string
+		if stats {
+			c += fmt.Sprintf("  %6s %6s %7s %7s %8s", human(float64(tr.Connections)), human(float64(tr.PacketsIn)),
+				human(float64(tr.PacketsOut)), human(float64(tr.BytesIn)), human(float64(tr.BytesOut)))
+		}
+		if prev != nil && dt > 0 {
+			if was == nil {
+				was = &status.Traffic{}
+			}
+			per := func(now, then uint64) string {
+				if now < then { // counters restarted with lbd
+					then = 0
+				}
+				return human(float64(now-then) / dt)
+			}
+			c += fmt.Sprintf("  %6s %6s %7s %7s %8s", per(tr.Connections, was.Connections), per(tr.PacketsIn, was.PacketsIn),
+				per(tr.PacketsOut, was.PacketsOut), per(tr.BytesIn, was.BytesIn), per(tr.BytesOut, was.BytesOut))
+		}
+		return c
+	}
+	var heads []string
+	if stats {
+		heads = append(heads, fmt.Sprintf("  %6s %6s %7s %7s %8s", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"))
+	}
+	if prev != nil {
+		heads = append(heads, fmt.Sprintf("  %6s %6s %7s %7s %8s", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"))
 	}
 	fmt.Fprintln(w, "Prot VIP:Port Scheduler Flags [Service]"+map[bool]string{true: "  NewFlows FirstBytes Refused", false: ""}[stats]+
 		map[bool]string{true: "  Flows/s Bytes/s Refused/s", false: ""}[prev != nil])
-	fmt.Fprintln(w, row("Backend", "State", "Weight", "Slots", "ActiveConn", "Last check"))
+	fmt.Fprintln(w, row("Backend", "State", "Weight", "Slots", "ActiveConn", strings.Join(heads, ""), "Last check"))
 	for _, svc := range s.Services {
 		flags := "nat"
 		if svc.SNAT {
@@ -148,6 +182,15 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 				float64(refusedTotal(svc.Refused)-refusedTotal(b.Refused))/dt)
 		}
 		fmt.Fprintln(w, line)
+		if stats || prev != nil {
+			var was *status.Traffic
+			if b, ok := before[svc.Name]; ok {
+				was = &b.Traffic
+			}
+			// The service's traffic (its backends' sum), aligned with
+			// the backends' columns below it.
+			fmt.Fprintln(w, strings.Replace(row("all backends", "", "", "", "", trafficCols(svc.Traffic, was), ""), "->", "  ", 1))
+		}
 		if r := svc.Refused; stats && refusedTotal(r) > 0 {
 			fmt.Fprintf(w, "     refused: no_backend %d, max_connections %d, rate %d, per_client_rate %d, per_client_connections %d, denied %d, throttle %d\n",
 				r.NoBackend, r.MaxConnections, r.Rate, r.PerClientRate, r.PerClientConns, r.Denied, r.ThrottleRefused)
@@ -166,8 +209,36 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 					check += "(done)"
 				}
 			}
+			var was *status.Traffic
+			for _, pb := range before[svc.Name].Backends {
+				if pb.Address == b.Address {
+					was = &pb.Traffic
+				}
+			}
 			fmt.Fprintln(w, row(b.Address, strings.ToUpper(b.State), fmt.Sprint(b.Weight), fmt.Sprint(b.Slots),
-				fmt.Sprint(b.ActiveConnections), strings.TrimSpace(check)))
+				fmt.Sprint(b.ActiveConnections), trafficCols(b.Traffic, was), strings.TrimSpace(check)))
 		}
 	}
+}
+
+// human shortens a count or rate the way ipvsadm does: exact below 100,000,
+// then K, M, G, T in powers of 1000 with three significant digits. Rates
+// below 10 keep one decimal so a trickle does not read as zero.
+func human(v float64) string {
+	switch {
+	case v < 10 && v != float64(uint64(v)):
+		return fmt.Sprintf("%.1f", v)
+	case v < 100000:
+		return fmt.Sprintf("%.0f", v)
+	}
+	for _, u := range []string{"K", "M", "G", "T"} {
+		v /= 1000
+		if v < 1000 || u == "T" {
+			if v < 100 {
+				return fmt.Sprintf("%.1f%s", v, u)
+			}
+			return fmt.Sprintf("%.0f%s", v, u)
+		}
+	}
+	return ""
 }
