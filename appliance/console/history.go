@@ -59,6 +59,7 @@ type sample struct {
 
 type svcSample struct {
 	flows  uint64 // the new-flow counter (Service.Packets)
+	bytes  uint64 // traffic both ways (Service.Traffic)
 	active int
 	states map[string]string // by backend address
 }
@@ -81,7 +82,7 @@ func (h *history) add(s status.Snapshot, at time.Time) {
 	}
 	smp := sample{at: at, svcs: map[string]svcSample{}}
 	for _, svc := range s.Services {
-		ss := svcSample{flows: svc.Packets, states: map[string]string{}}
+		ss := svcSample{flows: svc.Packets, bytes: svc.Traffic.BytesIn + svc.Traffic.BytesOut, states: map[string]string{}}
 		for _, b := range svc.Backends {
 			ss.active += b.ActiveConnections
 			ss.states[b.Address] = b.State
@@ -156,6 +157,19 @@ func (h *history) lastRate(name string) float64 {
 		return math.NaN()
 	}
 	return float64(b.flows-a.flows) / dt
+}
+
+// lastBytesRate is the service's traffic (bytes in + out per second)
+// between the last two snapshots; NaN when there is no rate.
+func (h *history) lastBytesRate(name string) float64 {
+	n := len(h.samples)
+	a, okA := h.samples[n-2].svcs[name]
+	b, okB := h.samples[n-1].svcs[name]
+	dt := h.samples[n-1].at.Sub(h.samples[n-2].at).Seconds()
+	if !okA || !okB || b.bytes < a.bytes || dt <= 0 {
+		return math.NaN()
+	}
+	return float64(b.bytes-a.bytes) / dt
 }
 
 // active is the service's active connections, averaged over each cell.

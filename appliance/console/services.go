@@ -95,7 +95,18 @@ func graphLine(f *frame, svc status.Service, h *history) {
 	}
 	f.add(kindOther,
 		sp(dim, "   new/s "), sp(plain, "%s", h.spark(h.rate(svc.Name))), sp(bold, " %-6s", rateText(h.lastRate(svc.Name))),
-		sp(dim, "  active "), sp(plain, "%s", h.spark(h.active(svc.Name))), sp(bold, " %s", count(uint64(act))))
+		sp(dim, "  active "), sp(plain, "%s", h.spark(h.active(svc.Name))), sp(bold, " %-6s", count(uint64(act))),
+		// The real traffic (conntrack accounting, both ways), unlike
+		// "new flows", which counts first packets only.
+		sp(dim, "  traffic "), sp(bold, "%s", bytesRate(h.lastBytesRate(svc.Name))))
+}
+
+// bytesRate formats bytes per second.
+func bytesRate(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return scaled(v, "B") + "/s"
 }
 
 // rateText formats connections per second: one decimal below 10.

@@ -93,6 +93,7 @@ func movingSnapshot(n int) status.Snapshot {
 			{
 				Name: "web", VIP: "198.51.100.10", Port: 80, Protocol: "tcp", Scheduler: "wlc", SNAT: true,
 				Packets: flows, Bytes: flows * 60, Throttle: "200/s",
+				Traffic: status.Traffic{Connections: flows, BytesIn: flows * 2000, BytesOut: flows * 50000},
 				Limits:  status.Limits{NewConnectionRate: "500/s", Burst: 100, PerClientRate: "20/s", Deny: []string{"203.0.113.0/24"}},
 				Refused: status.Refusals{Rate: 1200, PerClientRate: 40, ThrottleRefused: uint64(n)},
 				Backends: []status.Backend{
@@ -104,6 +105,7 @@ func movingSnapshot(n int) status.Snapshot {
 			{
 				Name: "dns", VIP: "2001:db8:ff::53", Port: 53, Protocol: "udp", Scheduler: "sh",
 				Packets: uint64(12 * n), Bytes: uint64(800 * n),
+				Traffic:  status.Traffic{Connections: uint64(12 * n), BytesIn: uint64(800 * n), BytesOut: uint64(2400 * n)},
 				Backends: []status.Backend{{Address: "[2001:db8:2::11]:53", Weight: 1, State: status.StateUnchecked, ActiveConnections: 30 + n%7}},
 			},
 		},
