@@ -61,12 +61,15 @@ func (o *opts) conntrackPoll(res *Results) {
 		return
 	}
 	defer func() { setCurrent(nil); s.Close(); _ = os.RemoveAll(dir) }()
-	// Two UDP services, so that n/2 source ports per service suffice.
+	// Two UDP services, so that n/2 source ports per service suffice; each
+	// on its own backend port, or the two flows from one source port would
+	// have the same reply tuple and NAT would have to remap one (a first
+	// try with one port stopped at 64,512 entries).
 	var cfg strings.Builder
 	var svcs []lb.Service
 	for i := 0; i < 2; i++ {
 		fmt.Fprintf(&cfg, "[[service]]\nname = \"u%d\"\nvip = %q\nport = %d\nprotocol = \"udp\"\nscheduler = \"rr\"\n"+
-			"[[service.backend]]\naddress = \"%s:%d\"\n\n", i, lab.VIPv4, ctBasePort+i, lab.BackendV4(1), ctBasePort)
+			"[[service.backend]]\naddress = \"%s:%d\"\n\n", i, lab.VIPv4, ctBasePort+i, lab.BackendV4(1), ctBasePort+i)
 		svcs = append(svcs, lb.Service{Name: fmt.Sprintf("u%d", i), VIP: netip.MustParseAddr(lab.VIPv4),
 			Proto: unix.IPPROTO_UDP, Port: uint16(ctBasePort + i)})
 	}
@@ -85,7 +88,7 @@ func (o *opts) conntrackPoll(res *Results) {
 	_ = s.Exec("lb", "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=600")
 	// be1 drops the datagrams quietly (no ICMP unreachable per packet).
 	rules := filepath.Join(dir, "drop.nft")
-	_ = os.WriteFile(rules, []byte(fmt.Sprintf("table inet benchdrop {\n chain in {\n  type filter hook input priority 0;\n  udp dport %d drop\n }\n}\n", ctBasePort)), 0o644)
+	_ = os.WriteFile(rules, []byte(fmt.Sprintf("table inet benchdrop {\n chain in {\n  type filter hook input priority 0;\n  udp dport { %d, %d } drop\n }\n}\n", ctBasePort, ctBasePort+1)), 0o644)
 	if err := s.Exec(s.Backend(1), "nft", "-f", rules); err != nil {
 		o.fail(res, "conntrack: drop rule in be1: %v", err)
 		return

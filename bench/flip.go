@@ -217,7 +217,7 @@ func (o *opts) flips(res *Results) {
 		return
 	}
 	defer r.killLBD()
-	if err := waitFlipped(r, ports, "up", 30*time.Second); err != nil {
+	if err := waitFlipped(r, ports, "up", 3*time.Minute); err != nil {
 		o.fail(res, "flips: %v", err)
 		return
 	}
@@ -261,7 +261,7 @@ func (o *opts) flips(res *Results) {
 			run.Flipped, run.SpreadMS, run.FirstToKernelMS, run.FlipToKernelMS, run.Syncs)
 		res.BulkFlip = append(res.BulkFlip, run)
 		fs.set(ports, false)
-		if err := waitFlipped(r, ports, "up", 30*time.Second); err != nil {
+		if err := waitFlipped(r, ports, "up", 3*time.Minute); err != nil {
 			o.fail(res, "bulk flip back up: %v", err)
 			return
 		}
@@ -270,7 +270,10 @@ func (o *opts) flips(res *Results) {
 
 // flipStatus reads lbd's status and the backends on the flip ports.
 func flipStatus(r *rig) (*status.Snapshot, map[int]status.Backend, error) {
-	resp, err := control.Call(r.socket, control.Request{Command: "status"}, 10*time.Second)
+	// At 10,000 services the status answer is megabytes and took over 10 s
+	// on a loaded machine; the timings come from lbd's own stamps, so a
+	// slow read costs only waiting.
+	resp, err := control.Call(r.socket, control.Request{Command: "status"}, 2*time.Minute)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -353,7 +356,7 @@ func oneFlip(r *rig, fs *flipServer, port int, dir string, services int) (OneFli
 		return run, err
 	}
 	t0 := fs.set([]int{port}, dir == "down")
-	if err := waitFlipped(r, []int{port}, dir, 10*time.Second); err != nil {
+	if err := waitFlipped(r, []int{port}, dir, time.Minute); err != nil {
 		return run, err
 	}
 	st, bes, err := settled(r)
@@ -375,7 +378,7 @@ func bulkFlip(r *rig, fs *flipServer, ports []int, services int) (BulkFlipRun, e
 		return run, err
 	}
 	t0 := fs.set(ports, true)
-	if err := waitFlipped(r, ports, "down", 20*time.Second); err != nil {
+	if err := waitFlipped(r, ports, "down", 2*time.Minute); err != nil {
 		return run, err
 	}
 	st, bes, err := settled(r)
