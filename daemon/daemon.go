@@ -9,7 +9,8 @@
 // when the kernel is out of sync). Files, by phase: daemon.go (start and
 // stop), load.go (config, last good, state directory), loop.go (the sync
 // loop), ticks.go (slow start, max_connections), control.go (control
-// requests), snapshot.go (status), mapping.go (config -> lb types),
+// requests), snapshot.go (status), traffic.go (per-backend traffic
+// counters from conntrack accounting), mapping.go (config -> lb types),
 // healthstate.go (health that survives restarts).
 package daemon
 
