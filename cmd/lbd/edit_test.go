@@ -341,7 +341,8 @@ func writeMountinfo(t *testing.T, dir string) string {
 
 func TestEditHelp(t *testing.T) {
 	var out, errb strings.Builder
-	if code := realMain([]string{"edit", "--help"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "usage: lbd edit") {
-		t.Errorf("exit %d, stderr %q", code, errb.String())
+	// Asked-for help is output: stdout, exit 0 (as every command).
+	if code := realMain([]string{"edit", "--help"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "usage: lbd edit") || errb.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 }
