@@ -36,14 +36,14 @@
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
-# time-boxed (IMAGE_TEST_TIMEOUT, default 1200 s; BOOT_TIMEOUT per boot, 240 s).
+# time-boxed (IMAGE_TEST_TIMEOUT, default 1200 s; BOOT_TIMEOUT per boot, 300 s).
 set -uo pipefail
 img_src=${1:?usage: image-test.sh IMG}
 here=$(cd "$(dirname "$0")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "image-test: needs root" >&2; exit 1; }
 . "$here/lab.sh"
 . "${img_src}.layout"
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
 export MTOOLS_SKIP_CHECK=1
 
 results=()
