@@ -26,6 +26,7 @@ type Lab struct {
 // New makes an empty lab; prefix should be unique to the caller (it is
 // combined with the pid).
 func New(prefix string) *Lab {
+	sweepOnce.Do(sweepOrphans)
 	return &Lab{Prefix: fmt.Sprintf("lbdt-%s-%d", prefix, os.Getpid())}
 }
 
