@@ -7,12 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	"lbd/appliance/control"
-	"lbd/appliance/status"
 	"lbd/internal/lab"
 )
 
@@ -31,10 +30,16 @@ import (
 // check, within interval - hold = 100 ms. That is the issue's "1,000
 // backends flipping health within 100 ms".
 //
-// When the kernel holds a change is read from lbd itself: status.sync's
-// last_sync is stamped after each successful transaction and sync.syncs
-// counts them; nothing else changes while the harness waits, so after the
-// last backend reads down the last sync is the one that carried it.
+// When the kernel holds a change is read from lbd's own log (LBD_DEBUG=1):
+// the monitor logs "backend down"/"backend up" before it hands the
+// transition on, and the sync loop logs "sync applied" right after each
+// transaction that changed elements. The first such line after a
+// transition is the transaction that carried it (nothing else changes in
+// this lab), the last one after a bulk flip the one after which the kernel
+// held all; the lines between count the transactions (as sync.syncs and
+// lbd_syncs_total do). The status command was the first idea, but at
+// 10,000 services on a loaded machine its answer took longer than lbd's
+// 10 s write deadline.
 
 const (
 	flipInterval = time.Second
@@ -52,6 +57,9 @@ type OneFlipRun struct {
 	TransToKernelMS float64 `json:"trans_to_kernel_ms"`
 	FlipToKernelMS  float64 `json:"flip_to_kernel_ms"` // the server's flip -> that sync
 	Syncs           uint64  `json:"syncs"`             // transactions it took
+	// Others counts transitions of other backends in the same window
+	// (checks timing out on a loaded machine): their syncs blur the row.
+	Others int `json:"others,omitempty"`
 }
 
 // BulkFlipRun is many backends flipped down at one instant.
@@ -207,7 +215,8 @@ func (o *opts) flips(res *Results) {
 		o.fail(res, "flips: listeners in be1: %v", err)
 		return
 	}
-	r := &rig{o: o, s: s, dir: dir, kind: LBD, cfgPath: filepath.Join(dir, "lb.toml"), socket: filepath.Join(dir, "lbd.sock")}
+	r := &rig{o: o, s: s, dir: dir, kind: LBD, cfgPath: filepath.Join(dir, "lb.toml"), socket: filepath.Join(dir, "lbd.sock"),
+		env: []string{"LBD_DEBUG=1"}}
 	if err := os.WriteFile(r.cfgPath, []byte(flipConfig(checked, services-checked)), 0o644); err != nil {
 		o.fail(res, "flips: %v", err)
 		return
@@ -217,12 +226,13 @@ func (o *opts) flips(res *Results) {
 		return
 	}
 	defer r.killLBD()
-	if err := waitFlipped(r, ports, "up", 3*time.Minute); err != nil {
+	// Every check runs within one interval of the start (not held: they
+	// pass at once); two intervals leave a margin.
+	time.Sleep(2*flipInterval + time.Second)
+	if err := waitUp(r, ports, 3*time.Minute); err != nil {
 		o.fail(res, "flips: %v", err)
 		return
 	}
-	// Let every check reach its steady phase (held by the server).
-	time.Sleep(flipInterval + 500*time.Millisecond)
 
 	reps := 5
 	if o.quick {
@@ -236,8 +246,8 @@ func (o *opts) flips(res *Results) {
 				o.fail(res, "one flip %s (port %d): %v", dir, port, err)
 				return
 			}
-			o.logf("  one flip %s: transition -> kernel %.1f ms, flip -> kernel %.1f ms, %d transaction(s)",
-				dir, run.TransToKernelMS, run.FlipToKernelMS, run.Syncs)
+			o.logf("  one flip %s: transition -> kernel %.1f ms, flip -> kernel %.1f ms, %d transaction(s), %d other transitions meanwhile",
+				dir, run.TransToKernelMS, run.FlipToKernelMS, run.Syncs, run.Others)
 			res.OneFlip = append(res.OneFlip, run)
 		}
 		time.Sleep(flipInterval)
@@ -261,149 +271,206 @@ func (o *opts) flips(res *Results) {
 			run.Flipped, run.SpreadMS, run.FirstToKernelMS, run.FlipToKernelMS, run.Syncs)
 		res.BulkFlip = append(res.BulkFlip, run)
 		fs.set(ports, false)
-		if err := waitFlipped(r, ports, "up", 3*time.Minute); err != nil {
+		time.Sleep(2 * flipInterval)
+		if err := waitUp(r, ports, 3*time.Minute); err != nil {
 			o.fail(res, "bulk flip back up: %v", err)
 			return
 		}
 	}
 }
 
-// flipStatus reads lbd's status and the backends on the flip ports.
-func flipStatus(r *rig) (*status.Snapshot, map[int]status.Backend, error) {
-	// At 10,000 services the status answer is megabytes and took over 10 s
-	// on a loaded machine; the timings come from lbd's own stamps, so a
-	// slow read costs only waiting.
-	resp, err := control.Call(r.socket, control.Request{Command: "status"}, 2*time.Minute)
-	if err != nil {
-		return nil, nil, err
-	}
-	if resp.Status == nil {
-		return nil, nil, fmt.Errorf("status: %s", resp.Message)
-	}
-	bes := map[int]status.Backend{}
-	for _, sv := range resp.Status.Services {
-		if !strings.HasPrefix(sv.Name, "f") {
+// logEvent is one line of lbd's log the flip section reads.
+type logEvent struct {
+	at      time.Time
+	msg     string
+	backend string
+}
+
+var (
+	reLogLine = regexp.MustCompile(`^time=(\S+) level=\S+ msg=("[^"]*"|\S+)(.*)$`)
+	reBackend = regexp.MustCompile(`\bbackend=(\S+)`)
+)
+
+// readEvents parses the transition and sync lines of lbd's log.
+func readEvents(path string) []logEvent {
+	b, _ := os.ReadFile(path)
+	var out []logEvent
+	for _, l := range strings.Split(string(b), "\n") {
+		m := reLogLine.FindStringSubmatch(l)
+		if m == nil {
 			continue
 		}
-		for _, b := range sv.Backends {
-			ap, err := netAddrPort(b.Address)
-			if err == nil {
-				bes[ap] = b
-			}
+		msg := strings.Trim(m[2], `"`)
+		if msg != "sync applied" && msg != "backend down" && msg != "backend up" {
+			continue
 		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		e := logEvent{at: at, msg: msg}
+		if bm := reBackend.FindStringSubmatch(m[3]); bm != nil {
+			e.backend = strings.Trim(bm[1], `"`)
+		}
+		out = append(out, e)
 	}
-	return resp.Status, bes, nil
+	return out
 }
 
-func netAddrPort(s string) (int, error) {
-	_, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return 0, err
-	}
-	var port int
-	_, err = fmt.Sscan(p, &port)
-	return port, err
-}
+func flipAddr(port int) string { return fmt.Sprintf("%s:%d", lab.BackendV4(1), port) }
 
-// waitFlipped polls status until every port's backend is in state want.
-func waitFlipped(r *rig, ports []int, want string, limit time.Duration) error {
+// waitEvents polls the log until done(events after off) holds, then until
+// no new "sync applied" line has come for quiet; it returns the events
+// after off.
+func waitEvents(r *rig, off int, limit time.Duration, done func([]logEvent) bool) ([]logEvent, error) {
 	deadline := time.Now().Add(limit)
 	for {
-		_, bes, err := flipStatus(r)
-		if err == nil {
-			n := 0
-			for _, p := range ports {
-				if bes[p].State == want {
-					n++
-				}
-			}
-			if n == len(ports) {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%d of %d checked backends %s after %v", n, len(ports), want, limit)
-			}
-		} else if time.Now().After(deadline) {
-			return err
+		ev := readEvents(r.lbdLog)
+		if off > len(ev) {
+			off = len(ev)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if done(ev[off:]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("lbd's log did not show the flip within %v", limit)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	const quiet = time.Second
+	last, lastChange := -1, time.Now()
+	for time.Since(lastChange) < quiet {
+		ev := readEvents(r.lbdLog)
+		if n := countMsg(ev[off:], "sync applied"); n != last {
+			last, lastChange = n, time.Now()
+		}
+		if time.Now().After(deadline.Add(time.Minute)) {
+			return nil, fmt.Errorf("lbd kept syncing")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return readEvents(r.lbdLog)[off:], nil
 }
 
-// settled reads status until sync.syncs stops moving (nothing else changes
-// in this lab, so the last sync then is the one that carried the flips).
-func settled(r *rig) (*status.Snapshot, map[int]status.Backend, error) {
-	st, bes, err := flipStatus(r)
-	for i := 0; err == nil && i < 20; i++ {
-		time.Sleep(300 * time.Millisecond)
-		var st2 *status.Snapshot
-		st2, bes, err = flipStatus(r)
-		if err == nil && st2.Sync.Syncs == st.Sync.Syncs && st2.Sync.InSync {
-			return st2, bes, nil
+func countMsg(ev []logEvent, msg string) int {
+	n := 0
+	for _, e := range ev {
+		if e.msg == msg {
+			n++
 		}
-		st = st2
 	}
-	if err != nil {
-		return nil, nil, err
+	return n
+}
+
+// downNow returns the flip ports whose last transition in the log is down.
+func downNow(r *rig, ports []int) map[int]bool {
+	state := map[string]string{}
+	for _, e := range readEvents(r.lbdLog) {
+		if e.backend != "" {
+			state[e.backend] = e.msg
+		}
 	}
-	return nil, nil, fmt.Errorf("syncs did not settle (%d)", st.Sync.Syncs)
+	out := map[int]bool{}
+	for _, p := range ports {
+		if state[flipAddr(p)] == "backend down" {
+			out[p] = true
+		}
+	}
+	return out
 }
 
 func oneFlip(r *rig, fs *flipServer, port int, dir string, services int) (OneFlipRun, error) {
 	run := OneFlipRun{Services: services, Dir: dir}
-	st0, _, err := settled(r)
-	if err != nil {
-		return run, err
-	}
+	off := len(readEvents(r.lbdLog))
+	want, addr := "backend "+dir, flipAddr(port)
 	t0 := fs.set([]int{port}, dir == "down")
-	if err := waitFlipped(r, []int{port}, dir, time.Minute); err != nil {
-		return run, err
-	}
-	st, bes, err := settled(r)
+	ev, err := waitEvents(r, off, time.Minute, func(ev []logEvent) bool {
+		seen := false
+		for _, e := range ev {
+			if e.msg == want && e.backend == addr {
+				seen = true
+			} else if seen && e.msg == "sync applied" {
+				return true
+			}
+		}
+		return false
+	})
 	if err != nil {
 		return run, err
 	}
-	tr := bes[port].LastTransition
-	run.TransToKernelMS = float64(st.Sync.LastSync.Sub(tr)) / 1e6
-	run.FlipToKernelMS = float64(st.Sync.LastSync.Sub(t0)) / 1e6
-	run.Syncs = st.Sync.Syncs - st0.Sync.Syncs
+	var tr time.Time
+	for _, e := range ev {
+		switch {
+		case e.msg == want && e.backend == addr && tr.IsZero():
+			tr = e.at
+		case e.backend != "" && e.backend != addr:
+			run.Others++
+		case e.msg == "sync applied" && !tr.IsZero():
+			if run.Syncs == 0 {
+				run.TransToKernelMS = float64(e.at.Sub(tr)) / 1e6
+				run.FlipToKernelMS = float64(e.at.Sub(t0)) / 1e6
+			}
+			run.Syncs++
+		}
+	}
 	return run, nil
 }
 
 func bulkFlip(r *rig, fs *flipServer, ports []int, services int) (BulkFlipRun, error) {
 	run := BulkFlipRun{Services: services, Flipped: len(ports)}
-	// One read: a held check that flaps now would keep "settled" waiting.
-	st0, _, err := flipStatus(r)
-	if err != nil {
-		return run, err
-	}
-	t0 := fs.set(ports, true)
-	if err := waitFlipped(r, ports, "down", 2*time.Minute); err != nil {
-		return run, err
-	}
-	st, bes, err := settled(r)
-	if err != nil {
-		return run, err
-	}
-	var first, last time.Time
+	early := downNow(r, ports)
+	run.Early = len(early)
+	want := map[string]bool{}
 	for _, p := range ports {
-		t := bes[p].LastTransition
-		if t.Before(t0) {
-			// Down before the flip: its check missed the hold's margin
-			// (a loaded machine). Counted, and left out of the timing.
-			run.Early++
-			continue
+		if !early[p] {
+			want[flipAddr(p)] = true
 		}
-		if first.IsZero() || t.Before(first) {
-			first = t
+	}
+	off := len(readEvents(r.lbdLog))
+	t0 := fs.set(ports, true)
+	ev, err := waitEvents(r, off, 2*time.Minute, func(ev []logEvent) bool {
+		n := 0
+		for _, e := range ev {
+			if e.msg == "backend down" && want[e.backend] {
+				n++
+			}
 		}
-		if t.After(last) {
-			last = t
+		return n >= len(want)
+	})
+	if err != nil {
+		return run, err
+	}
+	var first, last, kernel time.Time
+	for _, e := range ev {
+		switch {
+		case e.msg == "backend down" && want[e.backend]:
+			if first.IsZero() {
+				first = e.at
+			}
+			last = e.at
+		case e.msg == "sync applied" && !first.IsZero():
+			kernel = e.at
+			run.Syncs++
 		}
+	}
+	if kernel.Before(last) {
+		return run, fmt.Errorf("no sync logged after the last transition")
 	}
 	run.SpreadMS = float64(last.Sub(first)) / 1e6
-	run.FirstToKernelMS = float64(st.Sync.LastSync.Sub(first)) / 1e6
-	run.FlipToKernelMS = float64(st.Sync.LastSync.Sub(t0)) / 1e6
-	run.Syncs = st.Sync.Syncs - st0.Sync.Syncs
+	run.FirstToKernelMS = float64(kernel.Sub(first)) / 1e6
+	run.FlipToKernelMS = float64(kernel.Sub(t0)) / 1e6
 	return run, nil
+}
+
+// waitUp waits until the log's last transition of every port is up (or
+// none was logged: a backend that never failed), for after a bulk flip.
+func waitUp(r *rig, ports []int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if len(downNow(r, ports)) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%d of %d checked backends still down after %v", len(downNow(r, ports)), len(ports), limit)
 }

@@ -41,6 +41,8 @@ type opts struct {
 	// seed drives every random choice of the run (failover stop times),
 	// printed so a run can be repeated.
 	seed int64
+	// cold, when set, replaces section 3's cold-start cases (-cold).
+	cold []controlCase
 	// renderedAt is set when -render rewrites an earlier run's report.
 	renderedAt time.Time
 }
@@ -107,6 +109,7 @@ func benchMain(args []string) int {
 	fs.StringVar(&o.jsonOut, "json", "", "raw results as JSON (default: the report's name with .json)")
 	fs.Int64Var(&o.seed, "seed", 0, "random seed (default: from the clock; printed in the log and the report)")
 	sec := fs.String("sections", allSections, "comma-separated sections to run")
+	cold := fs.String("cold", "", "section 3's cold starts only for these service counts, e.g. 100000 or 10000m (m: schedulers mixed)")
 	render := fs.String("render", "", "only render the report from this results JSON (plus bench/analysis.md)")
 	_ = fs.Parse(args)
 	if *render != "" {
@@ -138,6 +141,17 @@ func benchMain(args []string) int {
 	}
 	if o.seed == 0 {
 		o.seed = time.Now().UnixNano()
+	}
+	for _, f := range strings.Split(*cold, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		c := controlCase{mixed: strings.HasSuffix(f, "m")}
+		if _, err := fmt.Sscan(strings.TrimSuffix(f, "m"), &c.n); err != nil || c.n < 1 || c.n > 200000 {
+			fmt.Fprintf(os.Stderr, "bench: -cold %q: expected counts such as 100000 or 10000m\n", f)
+			return 2
+		}
+		o.cold = append(o.cold, c)
 	}
 	o.sections = map[string]bool{}
 	for _, s := range strings.Split(*sec, ",") {

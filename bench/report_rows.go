@@ -14,7 +14,11 @@ import (
 func controlRowsOf(r *Results) []controlCase {
 	var out []controlCase
 	seen := map[controlCase]bool{}
-	for _, c := range append(append([]controlCase(nil), controlCases...), quickControlCases...) {
+	all := append(append([]controlCase(nil), controlCases...), quickControlCases...)
+	for _, x := range r.Control { // -cold may have measured others
+		all = append(all, controlCase{x.Services, x.Mixed})
+	}
+	for _, c := range all {
 		if seen[c] {
 			continue
 		}
@@ -54,21 +58,28 @@ func reportFlips(p func(string, ...any), r *Results) {
 		"timeout %v, rise 1, fall 1) against a server of the harness in be1, one port per backend. The\n"+
 		"server holds each check %v around the bulk flip and answers it at once when the harness flips\n"+
 		"the backend: a flip is seen within milliseconds by the checks in flight and within %v by the\n"+
-		"others (the single flips are not held and are timed from lbd's own transition stamp). When\n"+
-		"the kernel holds the change is lbd's own `sync.last_sync` (stamped after each successful\n"+
-		"transaction), read once `sync.syncs` has stopped moving; transactions are the `sync.syncs`\n"+
-		"delta (`lbd_syncs_total`).\n\n", services, flipInterval, flipInterval, flipHold, flipInterval-flipHold)
+		"others (the single flips are not held). Times come from lbd's own log (LBD_DEBUG=1): the\n"+
+		"monitor's \"backend down\"/\"backend up\" line (logged before the transition is handed to the\n"+
+		"sync loop) and the loop's \"sync applied\" line after each transaction; the first such line\n"+
+		"after a transition carried it, the last after a bulk flip is when the kernel held all, and\n"+
+		"their count is the transactions (what `sync.syncs` / `lbd_syncs_total` count). The log has\n"+
+		"millisecond stamps. (Polling `lbd status` instead failed at 10,000 services on a loaded\n"+
+		"machine: the answer took longer than lbd's 10 s control write deadline.)\n\n", services, flipInterval, flipInterval, flipHold, flipInterval-flipHold)
 	if len(r.OneFlip) > 0 {
-		p("| one backend | transition -> kernel ms | flip -> kernel ms | transactions | runs |\n|---|---|---|---|---|\n")
+		p("| one backend | transition -> kernel ms | flip -> kernel ms | transactions | other backends' transitions meanwhile | runs |\n|---|---|---|---|---|---|\n")
 		for _, dir := range []string{"down", "up"} {
 			var tk, fk, sy []float64
+			others := 0
 			for _, x := range r.OneFlip {
 				if x.Dir == dir {
 					tk, fk, sy = append(tk, x.TransToKernelMS), append(fk, x.FlipToKernelMS), append(sy, float64(x.Syncs))
+					others += x.Others
 				}
 			}
-			p("| %s | %s | %s | %s | %d |\n", dir, cell(tk), cell(fk), cell(sy), len(tk))
+			p("| %s | %s | %s | %s | %d | %d |\n", dir, cell(tk), cell(fk), cell(sy), others, len(tk))
 		}
+		p("\nOther backends' transitions in the window (checks that timed out on a loaded machine) bring\n" +
+			"their own transactions; with any, the row is an upper bound.\n")
 		p("\n")
 	}
 	if len(r.BulkFlip) > 0 {
@@ -76,8 +87,9 @@ func reportFlips(p func(string, ...any), r *Results) {
 		for _, x := range r.BulkFlip {
 			p("| %d | %.0f | %.0f | %.0f | %d | %d |\n", x.Flipped, x.SpreadMS, x.FirstToKernelMS, x.FlipToKernelMS, x.Syncs, x.Early)
 		}
-		p("\n\"Down before the flip\" are held checks that missed their timeout on a loaded machine; they\n" +
-			"are left out of the timing (and their earlier transactions may be in the count).\n")
+		p("\n\"Transitions spread\" is first to last transition line: the checks' phases (at most\n" +
+			"interval - hold) plus however long lbd takes to deliver them. \"Down before the flip\" are\n" +
+			"held checks that missed their timeout on a loaded machine; they are left out.\n")
 	}
 }
 

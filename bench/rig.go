@@ -82,7 +82,8 @@ type rig struct {
 	lbdLog   string
 	cfgPath  string
 	socket   string
-	cfgExtra string // extra TOML appended to the lbd config
+	cfgExtra string   // extra TOML appended to the lbd config
+	env      []string // extra environment for lbd (LBD_DEBUG=1 for the flip log)
 }
 
 // rigSpec says what to put in the middle.
@@ -323,6 +324,7 @@ func (r *rig) startLBD() error {
 	defer f.Close()
 	cmd := r.s.Command("lb", r.o.lbd, "run", "--config", r.cfgPath, "--socket", r.socket)
 	cmd.Env = append(os.Environ(), "LBD_STATE_DIR="+filepath.Join(r.dir, "state"), "NOTIFY_SOCKET=")
+	cmd.Env = append(cmd.Env, r.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		return err

@@ -173,6 +173,9 @@ func (o *opts) control(res *Results) {
 	if o.quick {
 		reps, cases = 1, quickControlCases
 	}
+	if o.cold != nil {
+		cases = o.cold
+	}
 	res.ReloadOneOf = o.reloadOneOf()
 	dead := map[controlCase]bool{}
 	for rep := 0; rep < reps; rep++ {
