@@ -28,7 +28,7 @@ type inputs struct {
 	// persistence entries (and, with down_action = flush, flows) go after
 	// the slots no longer point at them.
 	downs []backendKey
-	// healthChanged: health.json needs writing after the next sync.
+	// healthChanged: health.json needs writing before the next apply.
 	healthChanged bool
 	throttles     map[string]lb.Rate
 	upSince       map[backendKey]time.Time  // when a backend came up (slow start)
@@ -221,6 +221,12 @@ func (d *Daemon) syncOnce() error {
 		p.Protect.Throttle = throttles[s.Name]
 		plans = append(plans, p)
 	}
+	if healthChanged {
+		// Before the kernel changes, so no moment exists (for a kill -9
+		// to hit) where a backend is out of the slots but health.json
+		// still says it is up.
+		d.saveHealth()
+	}
 	st, err := d.dp.ApplyState(plans, firewallFor(cfg))
 	if err != nil {
 		// Put the work back: the next attempt rewrites everything (the
@@ -229,7 +235,6 @@ func (d *Daemon) syncOnce() error {
 		d.in.resync = true
 		d.in.downs = append(downs, d.in.downs...)
 		d.in.drainFlushes = append(drainFlushes, d.in.drainFlushes...)
-		d.in.healthChanged = d.in.healthChanged || healthChanged
 		d.mu.Unlock()
 		d.markApplied(gen, err)
 		return err
@@ -245,9 +250,6 @@ func (d *Daemon) syncOnce() error {
 	d.markApplied(gen, nil)
 	d.afterDown(cfg, plans, downs)
 	d.flushDrained(plans, drainFlushes)
-	if healthChanged {
-		d.saveHealth()
-	}
 	return nil
 }
 
