@@ -217,8 +217,16 @@ func report(o *opts, r *Results) string {
 		"  backends, full masquerade port space), and latency + RPS + iperf3 share another fresh lab,\n" +
 		"  so the masquerade/TIME_WAIT collisions seen at high CPS cannot carry over from one run to\n" +
 		"  the next. Runs are short (seconds) and bounded.\n" +
-		"- Control plane: generated configs; services on 203.0.113.20.. and 198.51.100.20.., ports\n" +
-		"  10000-10099, backends 192.0.2.100-107:8080 (never contacted).\n")
+		"- Control plane: generated configs; the first 20,000 services on 203.0.113.20-219 ports\n" +
+		"  10000-10099, the rest on 198.51.100.20-99 ports 20000-20999; backends 192.0.2.100-107:8080\n" +
+		"  (never contacted). The mixed row cycles rr, random, sh, mh. 100,000 services run once per\n" +
+		"  full run (`-cold 100000` runs it alone).\n" +
+		"- Health flips (3b): see that section; the checked services are on 198.51.100.250, their\n" +
+		"  backends are ports 20000.. of be1, served by the harness itself.\n" +
+		"- Conntrack poll (3c): real UDP flows through lbd, `lb.ActiveConnections` called by the harness\n" +
+		"  in the lb namespace, as the daemon calls it once a second.\n" +
+		"- Failover stop times and everything else random come from one seed, printed in the log and\n" +
+		"  in section 4 (`-seed` repeats a run's choices).\n")
 
 	if len(r.Problems) > 0 {
 		p("\n## Problems during this run\n\n")
