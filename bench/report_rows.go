@@ -169,7 +169,9 @@ func targets(r *Results) []targetRow {
 	coldRow := func(what string, n int, mixed bool, target string, maxMS, maxMB float64, alt int) {
 		wall, hwm := cold(n, mixed)
 		if len(wall) == 0 {
-			if w, h := cold(alt, mixed); len(w) > 0 && r.Quick {
+			if why := problemFor(r, controlCase{n, mixed}); why != "" {
+				add(what, target, "failed: "+why, "**missed**")
+			} else if w, h := cold(alt, mixed); len(w) > 0 && r.Quick {
 				add(what, target, fmt.Sprintf("%.0f ms, VmHWM %.0f MB at %d services (quick mode)", median(w), median(h), alt), "n/a")
 			} else {
 				add(what, target, notMeasured, "n/a")
@@ -276,6 +278,21 @@ func targets(r *Results) []targetRow {
 			fmt.Sprintf("%.0f ms median", median(dw)), verdict(median(dw) <= lim))
 	}
 	return out
+}
+
+// problemFor returns the start of the Problem recorded for a cold-start
+// case, or "".
+func problemFor(r *Results, c controlCase) string {
+	prefix := fmt.Sprintf("control %v (not retried): ", c)
+	for _, p := range r.Problems {
+		if rest, ok := strings.CutPrefix(p, prefix); ok {
+			if len(rest) > 160 {
+				rest = rest[:160] + "... (see Problems)"
+			}
+			return strings.ReplaceAll(rest, "|", "/")
+		}
+	}
+	return ""
 }
 
 // crossVerdict: any failure misses; no failure is "met" only when new

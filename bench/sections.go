@@ -285,6 +285,27 @@ func (o *opts) coldStart(c controlCase, reloadOne bool) (ControlRow, []float64, 
 	}
 	row.WallMS = float64(time.Since(start)) / 1e6
 	row.ApplyMS = lastTook(logPath)
+	if row.ApplyMS == 0 {
+		// No "data plane applied" line although lbd answers: say what its
+		// log does hold instead of printing 0 (seen at 100,000 services).
+		b, _ := os.ReadFile(logPath)
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "applied") || strings.Contains(l, "ready") {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 8 {
+			keep = keep[len(keep)-8:]
+		}
+		o.logf("  no 'data plane applied took=' in lbd's log; it holds: %s", strings.Join(keep, " | "))
+		if strings.Contains(string(b), `msg="config not applied"`) {
+			// lbd answers on its socket even when the first apply failed
+			// (serving nothing, status says why): not a cold start.
+			r.killLBD()
+			return row, nil, fmt.Errorf("lbd came up without its config (%.0f ms after exec): %s", row.WallMS, strings.Join(keep, " | "))
+		}
+	}
 	row.RSSMB, row.HWMMB = procMem(cmd.Process.Pid)
 	var reloads []float64
 	if reloadOne {
