@@ -22,32 +22,52 @@ type FlowKey struct {
 // conntrack entries of flows lbd translated: established TCP connections
 // and live UDP flows. One dump of the table serves every service.
 func ActiveConnections(services []Service) (map[FlowKey]int, error) {
+	out := map[FlowKey]int{}
+	err := eachServiceFlow(services, func(sf serviceFlow) {
+		if tcp, ok := sf.flow.ProtoInfo.(*netlink.ProtoInfoTCP); ok && tcp.State != tcpEstablished {
+			return
+		}
+		out[FlowKey{Endpoint: sf.endpoint, Backend: sf.backend}]++
+	})
+	return out, err
+}
+
+// serviceFlow is one conntrack entry of a flow to a service's endpoint,
+// with its addresses parsed.
+type serviceFlow struct {
+	flow                 *netlink.ConntrackFlow
+	endpoint             string // Service.Endpoint()
+	client, vip, backend netip.AddrPort
+}
+
+// eachServiceFlow dumps the conntrack table once per address family and
+// calls fn for every entry of a flow to one of the services: the one walk
+// behind the active counts, `lbd conns` and the traffic counters.
+func eachServiceFlow(services []Service, fn func(serviceFlow)) error {
 	want := map[string]bool{}
 	for i := range services {
 		want[services[i].Endpoint()] = true
 	}
-	out := map[FlowKey]int{}
 	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
 		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
 		if err != nil {
-			return nil, fmt.Errorf("conntrack dump: %w", err)
+			return fmt.Errorf("conntrack dump: %w", err)
 		}
 		for _, f := range flows {
-			if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && tcp.State != tcpEstablished {
-				continue
-			}
 			ep := flowEndpoint(f)
 			if !want[ep] {
 				continue
 			}
-			be, ok := ipPort(f.Reverse.SrcIP, f.Reverse.SrcPort)
-			if !ok {
+			client, ok1 := ipPort(f.Forward.SrcIP, f.Forward.SrcPort)
+			vip, ok2 := ipPort(f.Forward.DstIP, f.Forward.DstPort)
+			be, ok3 := ipPort(f.Reverse.SrcIP, f.Reverse.SrcPort)
+			if !ok1 || !ok2 || !ok3 {
 				continue
 			}
-			out[FlowKey{Endpoint: ep, Backend: be}]++
+			fn(serviceFlow{flow: f, endpoint: ep, client: client, vip: vip, backend: be})
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func flowEndpoint(f *netlink.ConntrackFlow) string {

@@ -1,11 +1,9 @@
 package lb
 
 import (
-	"fmt"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Flow is one conntrack entry of a flow lbd translated (ipvsadm -Lnc).
@@ -25,33 +23,18 @@ var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAI
 // ListFlows dumps the conntrack table once and returns the flows of the
 // given services.
 func ListFlows(services []Service) ([]Flow, error) {
-	want := map[string]bool{}
-	for i := range services {
-		want[services[i].Endpoint()] = true
-	}
 	var out []Flow
-	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack dump: %w", err)
+	err := eachServiceFlow(services, func(sf serviceFlow) {
+		f := sf.flow
+		fl := Flow{Endpoint: sf.endpoint, Proto: protoName(f.Forward.Protocol), Expires: f.TimeOut,
+			Client: sf.client, VIP: sf.vip, Backend: sf.backend}
+		if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && int(tcp.State) < len(tcpStates) {
+			fl.State = tcpStates[tcp.State]
 		}
-		for _, f := range flows {
-			ep := flowEndpoint(f)
-			if !want[ep] {
-				continue
-			}
-			client, ok1 := ipPort(f.Forward.SrcIP, f.Forward.SrcPort)
-			vip, ok2 := ipPort(f.Forward.DstIP, f.Forward.DstPort)
-			be, ok3 := ipPort(f.Reverse.SrcIP, f.Reverse.SrcPort)
-			if !ok1 || !ok2 || !ok3 {
-				continue
-			}
-			fl := Flow{Endpoint: ep, Proto: protoName(f.Forward.Protocol), Expires: f.TimeOut, Client: client, VIP: vip, Backend: be}
-			if tcp, ok := f.ProtoInfo.(*netlink.ProtoInfoTCP); ok && int(tcp.State) < len(tcpStates) {
-				fl.State = tcpStates[tcp.State]
-			}
-			out = append(out, fl)
-		}
+		out = append(out, fl)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	mnl "github.com/mdlayher/netlink"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,31 +62,15 @@ func EnableAccounting() error {
 // LiveTraffic dumps the conntrack table once and returns the counters of
 // every translated flow of the given services, in any state.
 func LiveTraffic(services []Service) ([]FlowTraffic, error) {
-	want := map[string]bool{}
-	for i := range services {
-		want[services[i].Endpoint()] = true
-	}
 	var out []FlowTraffic
-	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
-		if err != nil {
-			return nil, fmt.Errorf("conntrack dump: %w", err)
-		}
-		for _, f := range flows {
-			ep := flowEndpoint(f)
-			if !want[ep] {
-				continue
-			}
-			client, ok1 := ipPort(f.Forward.SrcIP, f.Forward.SrcPort)
-			vip, ok2 := ipPort(f.Forward.DstIP, f.Forward.DstPort)
-			be, ok3 := ipPort(f.Reverse.SrcIP, f.Reverse.SrcPort)
-			if !ok1 || !ok2 || !ok3 {
-				continue
-			}
-			out = append(out, FlowTraffic{Key: FlowKey{Endpoint: ep, Backend: be},
-				Tuple:     FlowTuple{Proto: f.Forward.Protocol, Client: client, VIP: vip},
-				PacketsIn: f.Forward.Packets, BytesIn: f.Forward.Bytes, PacketsOut: f.Reverse.Packets, BytesOut: f.Reverse.Bytes})
-		}
+	err := eachServiceFlow(services, func(sf serviceFlow) {
+		f := sf.flow
+		out = append(out, FlowTraffic{Key: FlowKey{Endpoint: sf.endpoint, Backend: sf.backend},
+			Tuple:     FlowTuple{Proto: f.Forward.Protocol, Client: sf.client, VIP: sf.vip},
+			PacketsIn: f.Forward.Packets, BytesIn: f.Forward.Bytes, PacketsOut: f.Reverse.Packets, BytesOut: f.Reverse.Bytes})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
