@@ -44,6 +44,10 @@ func TestConnsAndFlush(t *testing.T) {
 	if out, _ := e.lbdCmd("conns", "other"); !strings.Contains(out, "0 connections") {
 		t.Fatalf("conns other:\n%s", out)
 	}
+	// --rate samples, waits its window and prints per-second rates.
+	if out, err := e.lbdCmd("status", "--rate", "--window", "1s"); err != nil || !strings.Contains(out, "rates per second over the last 1.") {
+		t.Fatalf("status --rate --window 1s: %v\n%s", err, out)
+	}
 	out, err = e.lbdCmd("flush", "web", "--backend", be2, "--yes")
 	if err != nil || !strings.Contains(out, "flushed 2 connections") {
 		t.Fatalf("flush be2: %v\n%s", err, out)

@@ -24,10 +24,13 @@ check.
             service and backend the traffic since lbd started, as
             'ipvsadm -Ln --stats': Conns (flows, ended + live), InPkts,
             OutPkts, InBytes, OutBytes (in = from clients; K/M/G = 10^3..)
-  --rate    adds per-second rates measured over --interval (like --rate):
-            new flows/s, first-packet bytes/s, refusals/s; and per service
-            and backend CPS, InPPS, OutPPS, InBPS, OutBPS
-  --watch   redraws every --interval until Ctrl-C
+  --rate    adds per-second rates over the last --window (10s; like
+            --rate): new flows/s, first-packet bytes/s, refusals/s; and per
+            service and backend CPS, InPPS, OutPPS, InBPS, OutBPS. Without
+            --watch it samples, waits --window, samples again and prints
+  --watch   redraws every --interval (2s) until Ctrl-C; with --rate each
+            frame's rates cover the --window before it (shorter while the
+            watch is younger than the window)
   --json    the status document, byte for byte the same as /status.json
 `
 
@@ -35,15 +38,16 @@ func cmdStatusView(args []string, stdout, stderr io.Writer) int {
 	fs, socket := newFlags("status", statusUsage, stderr)
 	asJSON := fs.Bool("json", false, "the status document as JSON")
 	stats := fs.Bool("stats", false, "add counters")
-	rate := fs.Bool("rate", false, "add per-second rates over --interval")
+	rate := fs.Bool("rate", false, "add per-second rates over the last --window")
 	watch := fs.Bool("watch", false, "redraw every --interval")
 	fs.BoolVar(watch, "w", false, "short for --watch")
-	interval := fs.Duration("interval", 2*time.Second, "sampling interval for --rate and --watch")
+	interval := fs.Duration("interval", 2*time.Second, "redraw interval for --watch")
+	window := fs.Duration("window", 10*time.Second, "the span --rate measures over")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	if err != nil || len(pos) > 0 || *interval <= 0 {
+	if err != nil || len(pos) > 0 || *interval <= 0 || *window <= 0 {
 		fs.Usage()
 		return 2
 	}
@@ -60,27 +64,35 @@ func cmdStatusView(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	for {
+	if !*watch {
 		var prev *status.Snapshot
 		if *rate {
 			p := snap
 			prev = &p
-			time.Sleep(*interval)
+			time.Sleep(*window)
 			if snap, err = fetchStatus(*socket); err != nil {
 				fmt.Fprintln(stderr, "lbd status:", err)
 				return 1
 			}
 		}
-		if *watch {
-			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear
-		}
 		printTable(stdout, snap, *stats, prev)
-		if !*watch {
-			return 0
+		return 0
+	}
+	// Watching: keep the samples of the last window, so each frame's
+	// rates cover the window before it.
+	var history []status.Snapshot
+	for {
+		history = append(history, snap)
+		for len(history) > 1 && snap.Now.Sub(history[1].Now) >= *window {
+			history = history[1:]
 		}
-		if !*rate {
-			time.Sleep(*interval)
+		var prev *status.Snapshot
+		if *rate && len(history) > 1 {
+			prev = &history[0]
 		}
+		fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear
+		printTable(stdout, snap, *stats, prev)
+		time.Sleep(*interval)
 		if snap, err = fetchStatus(*socket); err != nil {
 			fmt.Fprintln(stderr, "lbd status:", err)
 			return 1
@@ -117,6 +129,7 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 	before := map[string]status.Service{}
 	if prev != nil {
 		dt = s.Now.Sub(prev.Now).Seconds()
+		fmt.Fprintf(w, "  rates per second over the last %.1fs\n", dt)
 		for _, p := range prev.Services {
 			before[p.Name] = p
 		}

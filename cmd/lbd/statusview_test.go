@@ -25,6 +25,7 @@ func TestStatusTableStatsRateAndIPv6(t *testing.T) {
 	out := b.String()
 	t.Log("\n" + out)
 	for _, want := range []string{
+		"  rates per second over the last 2.0s\n",
 		"Prot VIP:Port Scheduler Flags [Service]  NewFlows FirstBytes Refused  Flows/s Bytes/s Refused/s\n",
 		"  -> Backend              State      Weight  Slots  ActiveConn   Conns InPkts OutPkts InBytes OutBytes     CPS  InPPS  OutPPS   InBPS   OutBPS  Last check\n",
 		"UDP  [2001:db8:ff::53]:53 mh nat [dns6]  300 19200 5  100.0 6400 2.0\n",
