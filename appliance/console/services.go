@@ -120,34 +120,11 @@ func rateText(v float64) string {
 	return scaled(v, "")
 }
 
-// limitList words a service's configured limits as the status page does.
+// limitList words a service's configured limits as the status page does,
+// counting networks rather than listing them: a deny list can be long, and
+// the page and `lbd status --json` have them in full.
 func limitList(l status.Limits) []string {
-	var out []string
-	if l.NewConnectionRate != "" {
-		r := "new " + l.NewConnectionRate
-		if l.Burst > 0 {
-			r += " burst " + strconv.Itoa(l.Burst)
-		}
-		out = append(out, r)
-	}
-	if l.MaxConnections > 0 {
-		out = append(out, "max "+strconv.Itoa(l.MaxConnections)+" conns")
-	}
-	if l.PerClientRate != "" {
-		out = append(out, "per client "+l.PerClientRate)
-	}
-	if l.PerClientConnections > 0 {
-		out = append(out, "per client "+strconv.Itoa(l.PerClientConnections)+" conns")
-	}
-	// Networks are counted, not listed: a deny list can be long, and the
-	// page and `lbd status --json` have them in full.
-	if len(l.Allow) > 0 {
-		out = append(out, "allow "+nets(len(l.Allow)))
-	}
-	if len(l.Deny) > 0 {
-		out = append(out, "deny "+nets(len(l.Deny)))
-	}
-	return out
+	return l.Phrases(func(ns []string) string { return nets(len(ns)) })
 }
 
 func nets(n int) string {

@@ -83,33 +83,10 @@ func refusedList(r status.Refusals) []reason {
 }
 
 // limitList words a service's configured limits the way the config file
-// and the console say them; the page's script (page.html, limitList) words
-// them the same.
+// and the console say them, listing the networks; the page's script
+// (page.html, limitList) words them the same.
 func limitList(l status.Limits) []string {
-	var out []string
-	if l.NewConnectionRate != "" {
-		r := "new " + l.NewConnectionRate
-		if l.Burst > 0 {
-			r += " burst " + strconv.Itoa(l.Burst)
-		}
-		out = append(out, r)
-	}
-	if l.MaxConnections > 0 {
-		out = append(out, "max "+strconv.Itoa(l.MaxConnections)+" conns")
-	}
-	if l.PerClientRate != "" {
-		out = append(out, "per client "+l.PerClientRate)
-	}
-	if l.PerClientConnections > 0 {
-		out = append(out, "per client "+strconv.Itoa(l.PerClientConnections)+" conns")
-	}
-	if len(l.Allow) > 0 {
-		out = append(out, "allow "+strings.Join(l.Allow, " "))
-	}
-	if len(l.Deny) > 0 {
-		out = append(out, "deny "+strings.Join(l.Deny, " "))
-	}
-	return out
+	return l.Phrases(func(ns []string) string { return strings.Join(ns, " ") })
 }
 
 // drainText says where a runtime drain (`lbd drain`) stands, the way the
