@@ -57,7 +57,8 @@ func newInputs() inputs {
 
 // published is what the loop made true, for status and control replies.
 type published struct {
-	cfg       *config.Config
+	cfg *config.Config
+	// planned is written only by the sync loop, under mu.
 	planned   map[string]lb.Service
 	loadedAt  time.Time
 	lastErrs  []string
@@ -199,8 +200,10 @@ func (d *Daemon) syncOnce() error {
 	healthChanged := d.in.healthChanged
 	d.in.healthChanged = false
 	throttles := maps(d.in.throttles)
-	planned := maps(d.pub.planned)
 	d.mu.Unlock()
+	// The loop is the only writer of pub.planned (always under mu), so it
+	// reads it without the lock and without copying 10,000 plans per flip.
+	planned := d.pub.planned
 	if cfg == nil || (len(dirty) == 0 && !resync) {
 		d.markApplied(gen, nil)
 		if cfg != nil && len(drainFlushes) > 0 {
