@@ -29,7 +29,7 @@ func TestQuickSmoke(t *testing.T) {
 	}
 	for _, tool := range []string{"wrk", "iperf3", "nginx"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("SKIPPED: %s not installed (make bench-deps)", tool)
+			t.Fatalf("%s not installed: make test installs it (bench-deps); a missing tool is a failure, not a skip", tool)
 		}
 	}
 	dir := t.TempDir()

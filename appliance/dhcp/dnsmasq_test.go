@@ -45,7 +45,7 @@ type dnsmasq struct {
 func startDnsmasq(t *testing.T, ns *netiftest.Netns, dir string, extra ...string) *dnsmasq {
 	t.Helper()
 	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("SKIP: needs dnsmasq (Debian dnsmasq-base: scripts/apt-ensure dnsmasq-base)")
+		t.Fatal("dnsmasq not installed: make test installs it (Debian dnsmasq-base); a missing tool is a failure, not a skip")
 	}
 	args := []string{"netns", "exec", ns.Name, "dnsmasq",
 		"--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",

@@ -147,7 +147,7 @@ func (s tmuxSession) waitFor(what string, want ...string) string {
 func TestEditInTmux(t *testing.T) {
 	for _, bin := range []string{"tmux", "nano"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (make test installs it: TEST_DEBS)", bin)
+			t.Fatalf("%s not installed: make test installs it (TEST_DEBS); a missing tool is a failure, not a skip", bin)
 		}
 	}
 	dir := t.TempDir()
@@ -166,7 +166,7 @@ func TestEditInTmux(t *testing.T) {
 	// lbd edit finds the file's mount in the real mountinfo; it must be
 	// read-write here, so nothing real is ever remounted.
 	if m := mountOfForTest(t, cfgDir); m.ReadOnly {
-		t.Skipf("%s is on read-only %s", cfgDir, m.MountPoint)
+		t.Fatalf("%s is on read-only %s: the test must never remount a real mount", cfgDir, m.MountPoint)
 	}
 	before, err := os.Stat(cfg)
 	if err != nil {
@@ -264,7 +264,7 @@ func mountOfForTest(t *testing.T, dir string) configfile.Mount {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	ms, err := configfile.ParseMountInfo(f)
