@@ -62,30 +62,30 @@ func (d *Daemon) flush(args []string) control.Response {
 	if err != nil {
 		return control.Response{Errors: []string{err.Error()}}
 	}
+	// The configured backends of the chosen services (only backend, when
+	// given), deleted in one walk of the table.
 	cfg := d.configOrNil()
-	total, errs := 0, []string{}
-	d.inLoop(func() {
-		for i := range plans {
-			p := &plans[i]
-			for _, s := range cfg.Services {
-				if s.Name != p.Name {
-					continue
-				}
-				for _, b := range s.Backends {
-					if backend.IsValid() && b.Addr != backend {
-						continue
-					}
-					n, err := d.ct.FlushBackend(p, b.Addr)
-					total += int(n)
-					if err != nil {
-						errs = append(errs, err.Error())
-					}
-				}
+	chosen := map[string]string{}
+	for i := range plans {
+		chosen[plans[i].Name] = plans[i].Endpoint()
+	}
+	var keys []lb.FlowKey
+	for _, s := range cfg.Services {
+		ep, ok := chosen[s.Name]
+		if !ok {
+			continue
+		}
+		for _, b := range s.Backends {
+			if !backend.IsValid() || b.Addr == backend {
+				keys = append(keys, lb.FlowKey{Endpoint: ep, Backend: b.Addr})
 			}
 		}
-	})
-	if len(errs) > 0 {
-		return control.Response{Errors: errs, Count: total}
+	}
+	var n uint
+	d.inLoop(func() { n, err = d.ct.FlushFlows(keys) })
+	total := int(n)
+	if err != nil {
+		return control.Response{Errors: []string{err.Error()}, Count: total}
 	}
 	d.log.Warn("connections flushed by the operator", "service", svc, "backend", backend, "flows", total)
 	return control.Response{OK: true, Count: total, Message: fmt.Sprintf("flushed %d connections", total)}

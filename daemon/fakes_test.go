@@ -111,6 +111,15 @@ func (c *fakeConntrack) FlushBackend(s *lb.Service, b netip.AddrPort) (uint, err
 	return 1, nil
 }
 
+func (c *fakeConntrack) FlushFlows(keys []lb.FlowKey) (uint, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.flushed = append(c.flushed, k.Endpoint+" "+k.Backend.String())
+	}
+	return uint(len(keys)), nil
+}
+
 func (c *fakeConntrack) ListFlows(s []lb.Service) ([]lb.Flow, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

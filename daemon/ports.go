@@ -27,6 +27,7 @@ type Conntrack interface {
 	ActiveConnections(services []lb.Service) (map[lb.FlowKey]int, error)
 	FlushBackend(s *lb.Service, backend netip.AddrPort) (uint, error)
 	ListFlows(services []lb.Service) ([]lb.Flow, error)
+	FlushFlows(keys []lb.FlowKey) (uint, error)
 }
 
 // HealthMonitor runs the checks: *health.Monitor in production.
@@ -56,6 +57,8 @@ func (kernelConntrack) FlushBackend(s *lb.Service, b netip.AddrPort) (uint, erro
 }
 
 func (kernelConntrack) ListFlows(s []lb.Service) ([]lb.Flow, error) { return lb.ListFlows(s) }
+
+func (kernelConntrack) FlushFlows(keys []lb.FlowKey) (uint, error) { return lb.FlushFlows(keys) }
 
 // backendKey names one backend of one service: the key of every
 // per-backend fact the daemon keeps (health, slow start, fullness).
