@@ -53,7 +53,6 @@ func (d *Daemon) conntrackTick() {
 	cfg := d.pub.cfg
 	limits := map[backendKey]int{}
 	lcServices := map[string]bool{}
-	var plans []lb.Service
 	if cfg != nil {
 		for _, s := range cfg.Services {
 			if s.Scheduler == "lc" || s.Scheduler == "wlc" {
@@ -64,9 +63,6 @@ func (d *Daemon) conntrackTick() {
 					limits[backendKey{s.Name, b.Addr}] = b.MaxConnections
 				}
 			}
-		}
-		for _, p := range d.pub.planned {
-			plans = append(plans, p)
 		}
 	}
 	old := maps(d.in.full)
@@ -101,6 +97,8 @@ func (d *Daemon) conntrackTick() {
 	if time.Now().Before(next) {
 		return
 	}
+	// Only now, with something to count, the plans (10,000 at scale).
+	plans := d.plannedList()
 	start := time.Now()
 	active, err := d.ct.ActiveConnections(plans)
 	if took := time.Since(start); 20*took > time.Second {
