@@ -181,10 +181,10 @@ func Parse(path string, data []byte) (*Config, error) {
 		e.File = path
 		return nil, Errors{e}
 	}
-	d := &decoder{seen: map[string]Pos{}}
+	d := &decoder{}
 	cfg := &Config{Path: path}
-	d.decodeStruct(tree.tbl, reflectValue(cfg), "")
-	v := &validator{seen: d.seen, errs: d.errs}
+	d.decodeStruct(tree.tbl, reflectValue(cfg), nil)
+	v := &validator{tree: tree, errs: d.errs}
 	v.config(cfg)
 	if len(v.errs) > 0 {
 		sortErrors(v.errs)

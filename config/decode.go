@@ -63,16 +63,43 @@ func ParseDuration(s string) (Duration, error) {
 }
 
 // decoder fills tagged structs from the positioned tree, recording every
-// mismatch instead of stopping at the first.
+// mismatch instead of stopping at the first. Key paths are built only for
+// an error: a config of 10,000 services has about 400,000 of them, and
+// rendering and keeping each one was most of the decoder's time and memory.
+// The validator finds positions in the tree itself (validator.at).
 type decoder struct {
-	errs Errors
-	// seen records where each decoded key path was written, for the
-	// validation pass to point at.
-	seen map[string]Pos
+	errs   Errors
+	fields map[reflect.Type]*structFields
 }
 
-func (d *decoder) errorf(p Pos, path, format string, args ...any) {
-	d.errs = append(d.errs, &Error{Pos: p, Path: path, Msg: fmt.Sprintf(format, args...)})
+// structFields is the toml tags of one struct type, computed once per type
+// rather than once per table.
+type structFields struct {
+	index map[string]int
+	names string // for "unknown key; expected one of: ..."
+}
+
+// keyPath is a key path as a chain from the leaf up, rendered only when an
+// error needs it (service[3].backend[1].weight).
+type keyPath struct {
+	parent *keyPath
+	key    string // "" for an array element
+	idx    int
+}
+
+func (p *keyPath) String() string {
+	if p == nil {
+		return ""
+	}
+	parent := p.parent.String()
+	if p.key == "" {
+		return fmt.Sprintf("%s[%d]", parent, p.idx)
+	}
+	return joinPath(parent, p.key)
+}
+
+func (d *decoder) errorf(p Pos, path *keyPath, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Pos: p, Path: path.String(), Msg: fmt.Sprintf(format, args...)})
 }
 
 var durationType = reflect.TypeOf(Duration(0))
@@ -82,28 +109,38 @@ type customDecoder interface {
 	decodeTOML(v *value) error
 }
 
-func (d *decoder) decodeStruct(t *table, rv reflect.Value, path string) {
-	fields := map[string]int{}
+func (d *decoder) structFields(rt reflect.Type) *structFields {
+	if f, ok := d.fields[rt]; ok {
+		return f
+	}
+	f := &structFields{index: map[string]int{}}
 	var names []string
-	rt := rv.Type()
 	for i := 0; i < rt.NumField(); i++ {
 		tag := rt.Field(i).Tag.Get("toml")
 		if tag == "" || tag == "-" {
 			continue
 		}
-		fields[tag] = i
+		f.index[tag] = i
 		names = append(names, tag)
 	}
-	for _, k := range t.keys {
-		v := t.vals[k]
-		sub := joinPath(path, k)
-		i, ok := fields[k]
+	f.names = strings.Join(names, ", ")
+	if d.fields == nil {
+		d.fields = map[reflect.Type]*structFields{}
+	}
+	d.fields[rt] = f
+	return f
+}
+
+func (d *decoder) decodeStruct(t *table, rv reflect.Value, path *keyPath) {
+	fields := d.structFields(rv.Type())
+	for _, e := range t.entries {
+		sub := keyPath{parent: path, key: e.key}
+		i, ok := fields.index[e.key]
 		if !ok {
-			d.errorf(t.keyPos[k], sub, "unknown key; expected one of: %s", strings.Join(names, ", "))
+			d.errorf(e.keyPos, &sub, "unknown key; expected one of: %s", fields.names)
 			continue
 		}
-		d.seen[sub] = v.pos
-		d.decodeValue(v, rv.Field(i), sub)
+		d.decodeValue(e.val, rv.Field(i), &sub)
 	}
 }
 
@@ -114,8 +151,7 @@ func joinPath(path, k string) string {
 	return path + "." + k
 }
 
-func (d *decoder) decodeValue(v *value, fv reflect.Value, path string) {
-	d.seen[path] = v.pos
+func (d *decoder) decodeValue(v *value, fv reflect.Value, path *keyPath) {
 	if fv.Kind() == reflect.Pointer {
 		nv := reflect.New(fv.Type().Elem())
 		d.decodeValue(v, nv.Elem(), path)
@@ -175,18 +211,16 @@ func (d *decoder) decodeValue(v *value, fv reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(fv.Type(), len(v.arr), len(v.arr))
 		for i, e := range v.arr {
-			d.decodeValue(e, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			d.decodeValue(e, s.Index(i), &keyPath{parent: path, idx: i})
 		}
 		fv.Set(s)
-		d.seen[path+"[]"] = v.pos
 	case reflect.Struct:
 		if v.kind != kindTable {
 			d.errorf(v.pos, path, "expected a table, got %s", v.kind)
 			return
 		}
-		d.seen[path] = v.pos
 		d.decodeStruct(v.tbl, fv, path)
 	default:
-		panic(fmt.Sprintf("config: unsupported field kind %s at %s", fv.Kind(), path))
+		panic(fmt.Sprintf("config: unsupported field kind %s at %s", fv.Kind(), path.String()))
 	}
 }

@@ -26,26 +26,48 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 var Schedulers = []string{"rr", "random", "sh", "mh", "lc", "wlc"}
 
 type validator struct {
-	seen map[string]Pos
+	tree *value
 	errs Errors
 }
 
 func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }
 
-// at finds where a key path was written, falling back to its closest parent
-// (a missing key is reported at the table that lacks it).
+// at finds where a key path (service[1].backend[0].weight) was written by
+// walking the tree, falling back to its closest parent (a missing key is
+// reported at the table that lacks it). Only errors call it, so the walk
+// costs nothing on a valid config.
 func (v *validator) at(path string) Pos {
-	for p := path; p != ""; {
-		if pos, ok := v.seen[p]; ok {
-			return pos
+	var found Pos
+	cur := v.tree
+	for path != "" && cur != nil {
+		var seg string
+		seg, path, _ = strings.Cut(path, ".")
+		key, rest, _ := strings.Cut(seg, "[")
+		if key != "" {
+			if cur.kind != kindTable {
+				break
+			}
+			if cur = cur.tbl.get(key); cur == nil {
+				break
+			}
+			found = cur.pos
 		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
+		// Zero or more indexes: "backend[0]", "command[]" (the array itself).
+		for rest != "" && cur != nil {
+			idx, after, _ := strings.Cut(rest, "]")
+			rest = strings.TrimPrefix(after, "[")
+			if idx == "" {
+				continue
+			}
+			i, err := strconv.Atoi(idx)
+			if err != nil || cur.kind != kindArray || i < 0 || i >= len(cur.arr) {
+				return found
+			}
+			cur = cur.arr[i]
+			found = cur.pos
 		}
-		p = p[:i]
 	}
-	return Pos{}
+	return found
 }
 
 func (v *validator) errorf(path, format string, args ...any) {

@@ -43,7 +43,10 @@ defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocke
 `
 
 func main() {
-	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+	stopProfiles := startProfiles()
+	code := realMain(os.Args[1:], os.Stdout, os.Stderr)
+	stopProfiles()
+	os.Exit(code)
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
