@@ -336,10 +336,10 @@ func (r *rig) startLBD() error {
 func (r *rig) waitLBD(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		// status is the lightest command there is, and at 10,000 services
-		// its answer is megabytes: on a loaded machine one second was too
-		// short and the ready lbd looked dead (broken pipe in its log).
-		if _, err := control.Call(r.socket, control.Request{Command: "status"}, 30*time.Second); err == nil {
+		// ping answers as soon as the first apply is done and costs
+		// nothing; status at 10,000 services is a 44 MB document that took
+		// 1-3 s to build and was counted as part of the cold start.
+		if _, err := control.Call(r.socket, control.Request{Command: "ping"}, 30*time.Second); err == nil {
 			return nil
 		}
 		if r.lbd.ProcessState != nil {

@@ -30,6 +30,8 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 			msg += "; lifted the throttles of " + strings.Join(lifted, ", ")
 		}
 		return control.Response{OK: true, Message: msg}
+	case "ping":
+		return d.ping()
 	case "throttle":
 		return d.throttle(req.Args)
 	case "drain":
@@ -50,6 +52,25 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return control.Response{OK: true, Message: "sync loop wedged (test hook)"}
 	}
 	return control.Response{OK: false, Errors: []string{fmt.Sprintf("unknown command %q", req.Command)}}
+}
+
+// ping answers readiness without building a snapshot: OK only when a
+// config is applied and the kernel holds it.
+func (d *Daemon) ping() control.Response {
+	d.mu.Lock()
+	// Out of sync means a failed apply being retried (as status says it);
+	// the moment between publishing a config and marking it is not.
+	applied, why := d.pub.cfg != nil, d.pub.sync.LastError
+	inSync := d.pub.sync.InSync || d.pub.sync.OutOfSyncSince.IsZero()
+	d.mu.Unlock()
+	summary := d.summary()
+	switch {
+	case !applied:
+		return control.Response{OK: false, Message: "no config applied: " + summary}
+	case !inSync:
+		return control.Response{OK: false, Message: "kernel out of sync: " + why}
+	}
+	return control.Response{OK: true, Message: "ready: " + summary}
 }
 
 // throttle sets or lifts a runtime new-connection rate on one service.

@@ -169,6 +169,9 @@ func TestHealthBurstCoalescesIntoOneTransaction(t *testing.T) {
 
 func TestFailedApplyIsRetriedAndReported(t *testing.T) {
 	td := startDaemon(t, svcTOML("a", "198.51.100.10", "", be1, be2), "")
+	if r := td.d.handle(context.Background(), control.Request{Command: "ping"}); !r.OK || r.Message != "ready: 1 services" {
+		t.Fatalf("ping of a ready daemon: %+v", r)
+	}
 	td.dp.mu.Lock()
 	td.dp.failNext = 1 << 30
 	td.dp.mu.Unlock()
@@ -184,6 +187,9 @@ func TestFailedApplyIsRetriedAndReported(t *testing.T) {
 	if !strings.Contains(snap.Sync.LastError, "refused") {
 		t.Fatalf("last error %q", snap.Sync.LastError)
 	}
+	if r := td.d.handle(context.Background(), control.Request{Command: "ping"}); r.OK || !strings.HasPrefix(r.Message, "kernel out of sync: ") || !strings.Contains(r.Message, "refused") {
+		t.Fatalf("ping while out of sync must fail and say why: %+v", r)
+	}
 	td.dp.mu.Lock()
 	td.dp.failNext = 0
 	td.dp.mu.Unlock()
@@ -193,6 +199,9 @@ func TestFailedApplyIsRetriedAndReported(t *testing.T) {
 	})
 	if s := td.d.Snapshot().Sync; !s.OutOfSyncSince.IsZero() || s.LastError != "" || s.Failures < 3 {
 		t.Fatalf("after recovery: %+v", s)
+	}
+	if r := td.d.handle(context.Background(), control.Request{Command: "ping"}); !r.OK {
+		t.Fatalf("ping after recovery: %+v", r)
 	}
 }
 

@@ -13,7 +13,9 @@ systemd Type=notify: READY, STATUS, RELOADING, WATCHDOG (when WatchdogSec
 is set, keep-alives come from the sync loop). SIGHUP reloads; SIGTERM and
 SIGINT exit leaving the data plane in place, so traffic flows on while lbd
 restarts. Only one lbd runs per network namespace.
-Environment: LBD_STATE_DIR (state directory), LBD_DEBUG=1 (debug logs).
+Environment: LBD_STATE_DIR (state directory), LBD_DEBUG=1 (debug logs),
+LBD_CPUPROFILE=FILE / LBD_MEMPROFILE=FILE (Go CPU and allocation profiles
+written at exit, for the benchmarks).
 `,
 	"check": `usage: lbd check [--config FILE]
 
@@ -26,6 +28,14 @@ Asks the daemon to re-read its config. Exit 0 once the kernel holds the new
 config (and says which runtime throttles it lifted); otherwise prints the
 errors and exits 1: the running config stays untouched. --diff first
 prints what the reload changes (see lbd diff).
+`,
+	"ping": `usage: lbd ping [--socket PATH]
+
+The cheap readiness question, for scripts (a keepalived track script, a
+boot-complete check, a benchmark waiting for a cold start): exit 0 and one
+line when the daemon answers, holds a config and the kernel is in sync;
+exit 1 with the reason otherwise. Unlike status it reads no counters and
+walks no conntrack table, so it stays instant at 100,000 services.
 `,
 	"throttle": `usage: lbd throttle SERVICE RATE|off [--socket PATH]
 

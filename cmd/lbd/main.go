@@ -27,6 +27,7 @@ usage:
   lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
   lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
   lbd reload  [--diff] [--socket PATH]          re-read the config of the running daemon (--diff: show the change first)
+  lbd ping    [--socket PATH]                   exit 0 when the daemon is up, configured and in sync
   lbd status  [--stats] [--rate] [-w] [--json]  the live table (ipvsadm -Ln [--stats|--rate])
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
   lbd console [--once] [--socket PATH]          full-screen status page
@@ -121,6 +122,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdReload(*socket, stdout, stderr)
 	case "throttle":
 		return cmdThrottle(*socket, pos, stdout, stderr)
+	case "ping":
+		return cmdPing(*socket, stdout, stderr)
 	case "console":
 		return cmdConsole(*socket, *once, stdout, stderr)
 	}
