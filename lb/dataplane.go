@@ -25,7 +25,14 @@ const (
 	// element list fails at some sizes (ENOBUFS/ENOENT), chunks of ~1000
 	// inside one transaction work at every size tried.
 	elementChunk = 1000
-	sockBuf      = 64 << 20
+	// sockBuf caps the netlink socket's buffers; it is a limit, not an
+	// allocation. A transaction is one sendmsg (the kernel applies a batch
+	// from one skb), so the send cap bounds the largest transaction, and
+	// every message's ack queues before lbd reads any, so the receive cap
+	// bounds the message count. 64 MiB failed at 100,000 services x 8
+	// backends ("sendmsg: message too long"); 1 GiB (the kernel doubles it
+	// up to INT_MAX) fits ten times that.
+	sockBuf = 1 << 30
 )
 
 // tableSets are the named sets and maps of table lbd.
@@ -275,7 +282,12 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	for _, s := range sortedServices(want) {
 		d.addServiceObjects(c, s)
 		ch := d.chain(s.Name)
-		c.FlushChain(ch)
+		if existing[ch.Name] {
+			// Only a chain the kernel holds has rules to drop: at 10,000
+			// new services the flushes were 10,000 messages (and acks)
+			// of a cold start's 60,000.
+			c.FlushChain(ch)
+		}
 		d.addServiceRules(c, ch, s)
 		st.ServicesAdded++
 	}
