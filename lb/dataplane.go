@@ -139,6 +139,8 @@ type ApplyStats struct {
 	ServicesRewired int // rules rewritten
 	ElementsAdded   int
 	ElementsDeleted int
+	// Stages is how many transactions a staged cold start took (0: one).
+	Stages int
 }
 
 func (s ApplyStats) String() string {
@@ -146,8 +148,12 @@ func (s ApplyStats) String() string {
 	if s.Cold {
 		kind = "cold"
 	}
-	return fmt.Sprintf("%s apply: +%d -%d ~%d services, +%d -%d elements", kind, s.ServicesAdded,
+	out := fmt.Sprintf("%s apply: +%d -%d ~%d services, +%d -%d elements", kind, s.ServicesAdded,
 		s.ServicesRemoved, s.ServicesRewired, s.ElementsAdded, s.ElementsDeleted)
+	if s.Stages > 0 {
+		out += fmt.Sprintf(" in %d stages", s.Stages)
+	}
+	return out
 }
 
 // Apply makes table lbd hold exactly the given services. The first call
@@ -224,7 +230,13 @@ func (d *Dataplane) coldSync(want map[string]*Service, fw Firewall) (ApplyStats,
 	if err != nil {
 		return st, err
 	}
-	d.buildCold(c, want, existing, fw, &st)
+	if len(existing) == 0 && len(want) >= stagedMinServices {
+		// Nothing of ours in the kernel: build in stages (see stager).
+		return st, d.buildCold(c, want, nil, fw, &st, newStager(c))
+	}
+	if err := d.buildCold(c, want, existing, fw, &st, nil); err != nil {
+		return st, err
+	}
 	if err := c.Flush(); err != nil {
 		// An incompatible table left by another version: start clean.
 		if len(existing) == 0 {
@@ -235,7 +247,7 @@ func (d *Dataplane) coldSync(want map[string]*Service, fw Firewall) (ApplyStats,
 			return st, fmt.Errorf("netlink: %w", err2)
 		}
 		c2.DelTable(d.table)
-		d.buildCold(c2, want, nil, fw, &st)
+		_ = d.buildCold(c2, want, nil, fw, &st, nil)
 		if err2 := c2.Flush(); err2 != nil {
 			return st, fmt.Errorf("apply ruleset: %w (after rebuilding table %s: %v)", err, TableName, err2)
 		}
@@ -258,7 +270,12 @@ func (d *Dataplane) kernelChains(c *nftables.Conn) (map[string]bool, error) {
 	return out, nil
 }
 
-func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, fw Firewall, st *ApplyStats) {
+// buildCold queues the whole table: objects and service chains, then the
+// slot elements, then what makes them reachable (the dispatch maps' elements,
+// the hooked base chains, the firewall). With a stager (nil: one
+// transaction) it commits along the way; the last stage is the one that
+// hooks the table in, so no packet meets a half-built table.
+func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existing map[string]bool, fw Firewall, st *ApplyStats, sg *stager) error {
 	*st = ApplyStats{Cold: true}
 	d.dnatChains = map[string]bool{}
 	c.AddTable(d.table)
@@ -290,36 +307,70 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 		}
 		d.addServiceRules(c, ch, s)
 		st.ServicesAdded++
+		if err := sg.serviceDone(); err != nil {
+			return err
+		}
 	}
 	if len(existing) > 0 {
 		d.pruneProtection(c, want)
 	}
-	d.addBaseChains(c, existing)
-	d.writeFirewall(c, fw, existing)
 	// Stream the elements out in chunks rather than building one list of
-	// hundreds of thousands first.
-	b := newElementBatcher(c)
+	// hundreds of thousands first: the slots, then the dispatch maps that
+	// lead to them.
+	b := newElementBatcher(c, sg)
+	var dispatch []struct {
+		set *nftables.Set
+		els []nftables.SetElement
+	}
 	for _, s := range want {
 		for set, els := range d.elements(s) {
-			b.add(set, els)
+			if set == d.sets.svc4 || set == d.sets.svc6 {
+				dispatch = append(dispatch, struct {
+					set *nftables.Set
+					els []nftables.SetElement
+				}{set, els})
+				continue
+			}
+			if err := b.add(set, els); err != nil {
+				return err
+			}
 		}
 	}
-	st.ElementsAdded = b.flush()
+	if err := b.flush(); err != nil {
+		return err
+	}
+	for _, e := range dispatch {
+		if err := b.add(e.set, e.els); err != nil {
+			return err
+		}
+	}
+	if err := b.flush(); err != nil {
+		return err
+	}
+	st.ElementsAdded = b.n
+	d.addBaseChains(c, existing)
+	d.writeFirewall(c, fw, existing)
+	err := sg.last()
+	if sg != nil {
+		st.Stages = sg.stages
+	}
+	return err
 }
 
 // elementBatcher queues set elements and hands them to the connection in
 // chunks of elementChunk per message.
 type elementBatcher struct {
 	c       *nftables.Conn
+	sg      *stager
 	pending map[*nftables.Set][]nftables.SetElement
 	n       int
 }
 
-func newElementBatcher(c *nftables.Conn) *elementBatcher {
-	return &elementBatcher{c: c, pending: map[*nftables.Set][]nftables.SetElement{}}
+func newElementBatcher(c *nftables.Conn, sg *stager) *elementBatcher {
+	return &elementBatcher{c: c, sg: sg, pending: map[*nftables.Set][]nftables.SetElement{}}
 }
 
-func (b *elementBatcher) add(set *nftables.Set, els []nftables.SetElement) {
+func (b *elementBatcher) add(set *nftables.Set, els []nftables.SetElement) error {
 	for len(els) > 0 {
 		p := b.pending[set]
 		if p == nil {
@@ -332,19 +383,26 @@ func (b *elementBatcher) add(set *nftables.Set, els []nftables.SetElement) {
 		if len(p) == elementChunk {
 			_ = b.c.SetAddElements(set, p)
 			p = nil
+			if err := b.sg.elementsQueued(elementChunk); err != nil {
+				return err
+			}
 		}
 		b.pending[set] = p
 	}
+	return nil
 }
 
-func (b *elementBatcher) flush() int {
+// flush queues what is pending (staged: and commits it).
+func (b *elementBatcher) flush() error {
+	queued := 0
 	for set, p := range b.pending {
 		if len(p) > 0 {
 			_ = b.c.SetAddElements(set, p)
+			queued += len(p)
 		}
 		delete(b.pending, set)
 	}
-	return b.n
+	return b.sg.elementsQueued(queued)
 }
 
 func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
