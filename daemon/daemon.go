@@ -30,6 +30,7 @@ import (
 	"lbd/config"
 	"lbd/health"
 	"lbd/lb"
+	"lbd/pair"
 )
 
 // Options configure a daemon. The zero value of each dependency means the
@@ -111,6 +112,10 @@ type Daemon struct {
 	// beat is the sync loop's heartbeat; busySince is set while it applies.
 	beat, busySince atomicTime
 	loopDone        chan struct{}
+
+	// haNode is this node's half of a pair (ha.go); nil without [ha].
+	// Guarded by mu.
+	haNode *pair.Node
 
 	mu     sync.Mutex // guards the inputs and the published state
 	synced *sync.Cond // signalled (with mu) after every sync attempt
@@ -240,6 +245,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // loop (it finishes the sync in progress), then writes the final health.
 func (d *Daemon) shutdown(stopLoop context.CancelFunc) error {
 	d.opts.Notify.Stopping()
+	// The pair first: keepalived gives the VIPs up (priority-0 advert) so
+	// the peer takes over at once rather than after 3 silent intervals.
+	d.haClose()
 	d.monitor.Close()
 	stopLoop()
 	<-d.loopDone

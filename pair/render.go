@@ -101,7 +101,7 @@ func RenderKeepalived(s *Spec) string {
     vrrp_gna_interval 0.001
 }
 
-vrrp_track_file lbd_serving {
+track_file lbd_serving {
     file %s
     weight 0
 }

@@ -23,7 +23,7 @@ func TestRenderKeepalived(t *testing.T) {
 	for _, want := range []string{
 		"vrrp_version 3\n",
 		"notify_fifo /run/lbd/ha/notify.fifo\n",
-		"vrrp_track_file lbd_serving {\n    file /run/lbd/ha/serving\n    weight 0\n}",
+		"track_file lbd_serving {\n    file /run/lbd/ha/serving\n    weight 0\n}",
 		"vrrp_instance lbd_51 {\n    state BACKUP\n    interface wan\n    virtual_router_id 51\n    priority 150\n    advert_int 0.20\n    nopreempt\n",
 		"    unicast_peer {\n        198.51.100.5\n    }\n",
 		"    virtual_ipaddress {\n        203.0.113.10/32 dev wan\n    }\n",
