@@ -128,6 +128,14 @@ func (n *Node) start(s Spec, ka, ct string) error {
 	}
 	// A stale lock of a conntrackd that died with lbd would stop the new one.
 	_ = os.Remove(s.ConntrackdLock())
+	// conntrackd syncs flow states, not every sequence number, and a node
+	// that comes back may still hold its own old entries of the same
+	// flows: with strict TCP window tracking their next packets would be
+	// "invalid", skip NAT, hit the VIP now local and draw a RST. Liberal
+	// tracking (per network namespace) is what failover firewalls run.
+	if err := os.WriteFile("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal", []byte("1\n"), 0o644); err != nil {
+		n.log.Warn("ha: cannot set nf_conntrack_tcp_be_liberal = 1; flows may break on takeover", "err", err)
+	}
 	if err := n.writeTrack(&s); err != nil {
 		return err
 	}

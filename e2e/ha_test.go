@@ -1,0 +1,458 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lbd/appliance/control"
+	"lbd/appliance/status"
+	"lbd/internal/lab"
+)
+
+// The HA pair end to end: two lbd nodes with real keepalived and
+// conntrackd (started by lbd), a client and three backends on shared
+// segments (lab.Pair). Every assertion is on behaviour (roles, addresses,
+// bytes echoed, failed counts), never on how long anything took.
+
+type haNode struct {
+	t       *testing.T
+	p       *lab.Pair
+	idx     int
+	dir     string
+	cfgPath string
+	socket  string
+	cmd     *exec.Cmd
+	logf    *os.File
+}
+
+func (n *haNode) name() string { return n.p.Node(n.idx) }
+
+// haConfig is node idx's lb.toml: node 1 has the higher priority.
+func haConfig(idx int, snat bool, priority int) string {
+	peer, syncPeer := lab.PairWAN2, lab.PairLAN2
+	if idx == 2 {
+		peer, syncPeer = lab.PairWAN1, lab.PairLAN1
+	}
+	return fmt.Sprintf(`[ha]
+mode = "vrrp"
+interface = "wan"
+router_id = 51
+priority = %d
+peer = %q
+advert_interval = "200ms"
+lan_interface = "lan"
+lan_address = "%s/24"
+sync_peer = %q
+
+[[service]]
+name = "echo"
+vip = %q
+port = 7000
+snat = %v
+%s`, priority, peer, lab.PairLANFloat, syncPeer, lab.VIPv4, snat, backends(7000, 1, 2, 3))
+}
+
+func (n *haNode) writeConfig(text string) {
+	n.t.Helper()
+	if err := os.WriteFile(n.cfgPath, []byte(text), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func (n *haNode) start() {
+	n.t.Helper()
+	bin, _ := binaries(n.t)
+	if n.logf == nil {
+		f, err := os.Create(filepath.Join(n.dir, "lbd.log"))
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		n.logf = f
+	}
+	cmd := n.p.Command(n.name(), bin, "run", "--config", n.cfgPath, "--socket", n.socket)
+	cmd.Env = append(os.Environ(), "LBD_STATE_DIR="+filepath.Join(n.dir, "state"), "NOTIFY_SOCKET=")
+	cmd.Stdout, cmd.Stderr = n.logf, n.logf
+	if err := cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.cmd = cmd
+	waitFor(n.t, n.name()+" lbd answering", func() bool {
+		_, err := control.Call(n.socket, control.Request{Command: "status"}, time.Second)
+		return err == nil
+	})
+}
+
+func (n *haNode) ha() status.HA {
+	n.t.Helper()
+	resp, err := control.Call(n.socket, control.Request{Command: "status"}, 10*time.Second)
+	if err != nil || resp.Status == nil {
+		n.t.Fatalf("%s status: %v", n.name(), err)
+	}
+	if resp.Status.HA == nil {
+		n.t.Fatalf("%s status has no ha section", n.name())
+	}
+	return *resp.Status.HA
+}
+
+func (n *haNode) waitRole(role string) {
+	n.t.Helper()
+	waitFor(n.t, n.name()+" role "+role, func() bool { return n.ha().Role == role })
+}
+
+func (n *haNode) lbd(args ...string) (string, error) {
+	bin, _ := binaries(n.t)
+	out, err := exec.Command(bin, append(args, "--socket", n.socket)...).CombinedOutput()
+	return string(out), err
+}
+
+// holds reports whether the node has the VIP on wan and the floating
+// address on lan (false, false on a backup).
+func (n *haNode) holds() (vip, lan bool) {
+	n.t.Helper()
+	w, err := n.p.Addrs(n.name(), "wan")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	l, err := n.p.Addrs(n.name(), "lan")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return slices.Contains(w, lab.VIPv4), slices.Contains(l, lab.PairLANFloat)
+}
+
+// longConn is a long-lived connection through the pair. Every exchange
+// must come back byte for byte from the same backend, seen by it from
+// the same (NATed) client address: the flow, not a new one.
+type longConn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	backend string
+	seenAs  string
+	n       atomic.Int64
+}
+
+func payload(seq int) string {
+	b := make([]byte, 256)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%d-%s", seq, hex.EncodeToString(b))
+}
+
+func (l *longConn) exchange(seq int) error {
+	p := payload(seq)
+	// A bound for a broken test, long enough to ride out a takeover with
+	// TCP's retransmissions; not a timing assertion.
+	_ = l.c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintln(l.c, p); err != nil {
+		return err
+	}
+	ans, err := l.r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	f := strings.SplitN(strings.TrimSuffix(ans, "\n"), " ", 3)
+	if len(f) != 3 {
+		return fmt.Errorf("answer %q", ans)
+	}
+	if l.backend == "" {
+		l.backend, l.seenAs = f[0], f[1]
+	}
+	if f[0] != l.backend || f[1] != l.seenAs || f[2] != p {
+		return fmt.Errorf("answer changed: got backend %s seen as %s (payload equal: %v), want %s seen as %s", f[0], f[1], f[2] == p, l.backend, l.seenAs)
+	}
+	l.n.Add(1)
+	return nil
+}
+
+// prober opens new connections one after the other until stopped and
+// counts the answered and the failed ones.
+type prober struct {
+	ok, fail atomic.Int64
+	stop     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	errs     []string
+}
+
+func startProber(p *lab.Pair) *prober {
+	pr := &prober{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(pr.done)
+		for {
+			select {
+			case <-pr.stop:
+				return
+			default:
+			}
+			c, err := p.DialFrom("client", lab.ClientV4, lab.VIPv4+":7000", 10*time.Second)
+			if err == nil {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, err = fmt.Fprintln(c, "probe")
+				if err == nil {
+					_, err = bufio.NewReader(c).ReadString('\n')
+				}
+				c.Close()
+			}
+			if err != nil {
+				pr.fail.Add(1)
+				pr.mu.Lock()
+				pr.errs = append(pr.errs, err.Error())
+				pr.mu.Unlock()
+			} else {
+				pr.ok.Add(1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return pr
+}
+
+func (pr *prober) halt() (ok, fail int64, errs []string) {
+	close(pr.stop)
+	<-pr.done
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.ok.Load(), pr.fail.Load(), pr.errs
+}
+
+func TestHAPair(t *testing.T) {
+	for _, snat := range []bool{true, false} {
+		t.Run(fmt.Sprintf("snat=%v", snat), func(t *testing.T) { testHAPair(t, snat) })
+	}
+}
+
+func testHAPair(t *testing.T, snat bool) {
+	needRoot(t)
+	for _, tool := range []string{"keepalived", "conntrackd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				t.Fatalf("%s is not installed (make test installs it: TEST_DEBS)", tool)
+			}
+		}
+	}
+	_, ls := binaries(t)
+	labSeq++
+	p, err := lab.NewPair(fmt.Sprintf("ha%d", labSeq), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	nodes := []*haNode{nil, {t: t, p: p, idx: 1}, {t: t, p: p, idx: 2}}
+	for _, n := range nodes[1:] {
+		n.dir = filepath.Join(base, n.name())
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		n.cfgPath, n.socket = filepath.Join(n.dir, "lb.toml"), filepath.Join(n.dir, "lbd.sock")
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes[1:] {
+			if n.cmd != nil && n.cmd.ProcessState == nil {
+				if err := terminate(n.cmd, time.Minute); err != nil {
+					t.Errorf("%s lbd on SIGTERM: %v", n.name(), err)
+				}
+			}
+			if t.Failed() && n.logf != nil {
+				if b, err := os.ReadFile(n.logf.Name()); err == nil {
+					t.Logf("%s log:\n%s", n.name(), b)
+				}
+			}
+		}
+		p.Close()
+	})
+	if err := p.StartBackends(ls); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := nodes[1], nodes[2]
+	n1.writeConfig(haConfig(1, snat, 150))
+	n2.writeConfig(haConfig(2, snat, 100))
+
+	// Node 1 first: alone on the link it becomes master; node 2 then
+	// hears its adverts and stays backup.
+	n1.start()
+	n1.waitRole("MASTER")
+	n2.start()
+	n2.waitRole("BACKUP")
+	if vip, lan := n1.holds(); !vip || !lan {
+		t.Fatalf("master lb1 holds VIP %v, lan_address %v; want both", vip, lan)
+	}
+	if vip, lan := n2.holds(); vip || lan {
+		t.Fatalf("backup lb2 holds VIP %v, lan_address %v; want neither", vip, lan)
+	}
+	waitFor(t, "lb2 hearing lb1's adverts", func() bool {
+		a := n2.ha().PeerAdvert
+		return a != nil && a.From == lab.PairWAN1 && a.Priority == 150
+	})
+	// The backup keeps the whole data plane loaded: a takeover needs no apply.
+	for _, n := range nodes[1:] {
+		out, err := p.Output(n.name(), "nft", "list", "table", "inet", "lbd")
+		if err != nil || !strings.Contains(out, "chain svc_echo") {
+			t.Fatalf("%s has no data plane for echo: %v\n%s", n.name(), err, out)
+		}
+	}
+	if h := n1.ha(); !h.Serving || h.Keepalived.PID == 0 || h.Conntrackd.PID == 0 {
+		t.Fatalf("lb1 status: %+v", h)
+	}
+
+	// Long-lived connections through the master: half idle, half streaming.
+	const idle, streaming = 6, 6
+	var conns []*longConn
+	for i := 0; i < idle+streaming; i++ {
+		c, err := p.DialFrom("client", lab.ClientV4, lab.VIPv4+":7000", 5*time.Second)
+		if err != nil {
+			t.Fatalf("long-lived connection %d: %v", i, err)
+		}
+		l := &longConn{c: c, r: bufio.NewReader(c)}
+		if err := l.exchange(0); err != nil {
+			t.Fatalf("long-lived connection %d: %v", i, err)
+		}
+		conns = append(conns, l)
+	}
+	defer func() {
+		for _, l := range conns {
+			l.c.Close()
+		}
+	}()
+	if snat {
+		for i, l := range conns {
+			if !strings.HasPrefix(l.seenAs, lab.PairLANFloat+":") {
+				t.Fatalf("connection %d reaches its backend from %s; want the floating %s", i, l.seenAs, lab.PairLANFloat)
+			}
+		}
+	}
+	var streamErrs sync.Map
+	stopStream := make(chan struct{})
+	var streamWG sync.WaitGroup
+	for i := idle; i < idle+streaming; i++ {
+		streamWG.Add(1)
+		go func(i int) {
+			defer streamWG.Done()
+			for seq := 1; ; seq++ {
+				select {
+				case <-stopStream:
+					return
+				default:
+				}
+				if err := conns[i].exchange(seq); err != nil {
+					streamErrs.Store(i, err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}(i)
+	}
+	waitFor(t, "lb2's conntrackd holding the flows of lb1", func() bool {
+		return n2.ha().FlowSync.External >= idle+streaming
+	})
+
+	// The master dies hard.
+	pr := startProber(p)
+	if err := p.HardKill(n1.name(), n1.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	_ = n1.cmd.Wait()
+	n2.waitRole("MASTER")
+	if vip, lan := n2.holds(); !vip || !lan {
+		t.Fatalf("new master lb2 holds VIP %v, lan_address %v; want both", vip, lan)
+	}
+	if h := n2.ha(); !strings.Contains(h.LastTransition, "BACKUP -> MASTER") || h.Transitions < 2 {
+		t.Errorf("lb2 transition: %q (%d transitions)", h.LastTransition, h.Transitions)
+	}
+	checkLong := func(when string, seq int) {
+		t.Helper()
+		for i := 0; i < idle; i++ {
+			if err := conns[i].exchange(seq); err != nil {
+				t.Fatalf("%s: idle connection %d: %v", when, i, err)
+			}
+		}
+		for i := idle; i < idle+streaming; i++ {
+			before := conns[i].n.Load()
+			waitFor(t, fmt.Sprintf("%s: streaming connection %d moving on", when, i), func() bool {
+				if err, ok := streamErrs.Load(i); ok {
+					t.Fatalf("%s: streaming connection %d: %v", when, i, err)
+				}
+				return conns[i].n.Load() >= before+3
+			})
+		}
+	}
+	checkLong("after lb1 died", 1000)
+	ok, fail, errs := pr.halt()
+	t.Logf("new connections during the hard takeover: %d answered, %d failed %v", ok, fail, errs)
+	// New connections work on the new master.
+	for i := 0; i < 20; i++ {
+		if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
+			t.Fatalf("new connection %d after takeover: %v", i, err)
+		}
+	}
+
+	// lb1 comes back: it must not take the VIPs back (nopreempt).
+	n1.start()
+	if err := p.LinksUp(n1.name()); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitRole("BACKUP")
+	waitFor(t, "lb1 hearing lb2's adverts", func() bool {
+		a := n1.ha().PeerAdvert
+		return a != nil && a.From == lab.PairWAN2 && a.Priority == 100
+	})
+	if r := n2.ha().Role; r != "MASTER" {
+		t.Fatalf("lb2 is %s after lb1 came back; want MASTER (no preemption)", r)
+	}
+	if vip, lan := n1.holds(); vip || lan {
+		t.Fatalf("returned lb1 holds VIP %v, lan_address %v; want neither", vip, lan)
+	}
+	checkLong("after lb1 came back", 2000)
+	waitFor(t, "lb1's conntrackd holding lb2's flows", func() bool {
+		return n1.ha().FlowSync.External >= idle+streaming
+	})
+
+	// A planned handover: not one request fails.
+	pr = startProber(p)
+	time.Sleep(500 * time.Millisecond) // some requests before the handover
+	out, err := n2.lbd("ha", "release")
+	if err != nil {
+		t.Fatalf("lbd ha release: %v\n%s", err, out)
+	}
+	t.Logf("lbd ha release: %s", strings.TrimSpace(out))
+	n1.waitRole("MASTER")
+	n2.waitRole("BACKUP")
+	checkLong("after lbd ha release", 3000)
+	ok, fail, errs = pr.halt()
+	if fail != 0 || ok == 0 {
+		t.Fatalf("requests during lbd ha release: %d answered, %d failed %v; want 0 failed", ok, fail, errs)
+	}
+	t.Logf("requests during lbd ha release: %d answered, 0 failed", ok)
+
+	// A broken [ha] is refused with its place; the pair runs on untouched.
+	before := n1.ha()
+	n1.writeConfig(strings.Replace(haConfig(1, snat, 150), "priority = 150", "priority = 300", 1))
+	out, err = n1.lbd("reload")
+	if err == nil || !strings.Contains(out, n1.cfgPath+":5:12: ha.priority: 300 out of range") {
+		t.Fatalf("broken [ha] reload: err %v, output:\n%s", err, out)
+	}
+	after := n1.ha()
+	if after.Role != "MASTER" || after.Keepalived.PID != before.Keepalived.PID || after.Conntrackd.PID != before.Conntrackd.PID || after.Priority != 150 {
+		t.Fatalf("refused reload touched the pair: before %+v after %+v", before, after)
+	}
+	checkLong("after the refused reload", 4000)
+	close(stopStream)
+	streamWG.Wait()
+	streamErrs.Range(func(k, v any) bool {
+		t.Errorf("streaming connection %v: %v", k, v)
+		return true
+	})
+	for i, l := range conns {
+		t.Logf("connection %d: %d exchanges with %s, byte-exact", i, l.n.Load(), l.backend)
+	}
+}
