@@ -304,6 +304,14 @@ func testHAPair(t *testing.T, snat bool) {
 	if h := n1.ha(); !h.Serving || h.Keepalived.PID == 0 || h.Conntrackd.PID == 0 {
 		t.Fatalf("lb1 status: %+v", h)
 	}
+	for _, c := range []struct {
+		n    *haNode
+		want string
+	}{{n1, "pair: MASTER"}, {n2, "pair: BACKUP"}, {n2, "peer " + lab.PairWAN1 + " advertised priority 150"}} {
+		if out, err := c.n.lbd("status"); err != nil || !strings.Contains(out, c.want) {
+			t.Fatalf("%s lbd status lacks %q: %v\n%s", c.n.name(), c.want, err, out)
+		}
+	}
 
 	// Long-lived connections through the master: half idle, half streaming.
 	const idle, streaming = 6, 6

@@ -1,6 +1,9 @@
 package status
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // HA is this node's part of a high-availability pair ([ha]); absent from
 // the snapshot on a single appliance.
@@ -65,4 +68,31 @@ type FlowSync struct {
 	RecvErrors   uint64 `json:"receive_errors"`
 	LostMessages uint64 `json:"lost_messages"`
 	Error        string `json:"error,omitempty"`
+}
+
+// Line is the pair in one line for `lbd status` and the console: role,
+// since when, the peer's last advert, the last transition and the flows
+// conntrackd holds.
+func (h *HA) Line(now time.Time) string {
+	s := fmt.Sprintf("pair: %s", h.Role)
+	if !h.RoleSince.IsZero() {
+		s += fmt.Sprintf(" for %s", now.Sub(h.RoleSince).Round(time.Second))
+	}
+	s += fmt.Sprintf(" (priority %d, router id %d on %s)", h.Priority, h.RouterID, h.Interface)
+	if a := h.PeerAdvert; a != nil {
+		s += fmt.Sprintf("; peer %s advertised priority %d %s ago", a.From, a.Priority, now.Sub(a.At).Round(10*time.Millisecond))
+	} else if h.Peer != "" {
+		s += fmt.Sprintf("; no advert heard from peer %s", h.Peer)
+	}
+	if h.LastTransition != "" {
+		s += fmt.Sprintf("; %d transitions, last %s", h.Transitions, h.LastTransition)
+	}
+	s += fmt.Sprintf("; flows synced %d here / %d from peer", h.FlowSync.Internal, h.FlowSync.External)
+	switch {
+	case h.Released:
+		s += "; RELEASED (lbd ha resume)"
+	case !h.Serving && h.NotServing != "":
+		s += "; CANNOT SERVE: " + h.NotServing
+	}
+	return s
 }
