@@ -41,6 +41,14 @@ func (n *haNode) name() string { return n.p.Node(n.idx) }
 
 // haConfig is node idx's lb.toml: node 1 has the higher priority.
 func haConfig(idx int, snat bool, priority int) string {
+	return haConfigWith(idx, snat, priority, "")
+}
+
+// haPrio is node idx's priority: node 1 wins an election.
+func haPrio(idx int) int { return map[int]int{1: 150, 2: 100}[idx] }
+
+// haConfigWith adds service lines (a health section) to haConfig.
+func haConfigWith(idx int, snat bool, priority int, extra string) string {
 	peer, syncPeer := lab.PairWAN2, lab.PairLAN2
 	if idx == 2 {
 		peer, syncPeer = lab.PairWAN1, lab.PairLAN1
@@ -61,7 +69,7 @@ name = "echo"
 vip = %q
 port = 7000
 snat = %v
-%s`, priority, peer, lab.PairLANFloat, syncPeer, lab.VIPv4, snat, backends(7000, 1, 2, 3))
+%s%s`, priority, peer, lab.PairLANFloat, syncPeer, lab.VIPv4, snat, extra, backends(7000, 1, 2, 3))
 }
 
 func (n *haNode) writeConfig(text string) {
@@ -226,13 +234,10 @@ func (pr *prober) halt() (ok, fail int64, errs []string) {
 	return pr.ok.Load(), pr.fail.Load(), pr.errs
 }
 
-func TestHAPair(t *testing.T) {
-	for _, snat := range []bool{true, false} {
-		t.Run(fmt.Sprintf("snat=%v", snat), func(t *testing.T) { testHAPair(t, snat) })
-	}
-}
-
-func testHAPair(t *testing.T, snat bool) {
+// startHAPair builds the pair lab, starts the backends and both nodes
+// with config(idx), and returns once node 1 is master and node 2 backup.
+func startHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode, *haNode) {
+	t.Helper()
 	needRoot(t)
 	for _, tool := range []string{"keepalived", "conntrackd"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -275,8 +280,8 @@ func testHAPair(t *testing.T, snat bool) {
 		t.Fatal(err)
 	}
 	n1, n2 := nodes[1], nodes[2]
-	n1.writeConfig(haConfig(1, snat, 150))
-	n2.writeConfig(haConfig(2, snat, 100))
+	n1.writeConfig(config(1))
+	n2.writeConfig(config(2))
 
 	// Node 1 first: alone on the link it becomes master; node 2 then
 	// hears its adverts and stays backup.
@@ -294,6 +299,18 @@ func testHAPair(t *testing.T, snat bool) {
 		a := n2.ha().PeerAdvert
 		return a != nil && a.From == lab.PairWAN1 && a.Priority == 150
 	})
+	return p, n1, n2
+}
+
+func TestHAPair(t *testing.T) {
+	for _, snat := range []bool{true, false} {
+		t.Run(fmt.Sprintf("snat=%v", snat), func(t *testing.T) { testHAPair(t, snat) })
+	}
+}
+
+func testHAPair(t *testing.T, snat bool) {
+	p, n1, n2 := startHAPair(t, func(idx int) string { return haConfig(idx, snat, haPrio(idx)) })
+	nodes := []*haNode{nil, n1, n2}
 	// The backup keeps the whole data plane loaded: a takeover needs no apply.
 	for _, n := range nodes[1:] {
 		out, err := p.Output(n.name(), "nft", "list", "table", "inet", "lbd")
@@ -463,4 +480,88 @@ func testHAPair(t *testing.T, snat bool) {
 	for i, l := range conns {
 		t.Logf("connection %d: %d exchanges with %s, byte-exact", i, l.n.Load(), l.backend)
 	}
+}
+
+// TestHAPairGivesWay: a node that cannot serve hands over. The master whose
+// health checks all fail (here: its own checks blocked; the backends are
+// fine for the peer) goes to FAULT and the backup takes over; a link down
+// does the same through keepalived's track_interface; a keepalived that
+// dies is restarted by lbd; a reload that changes [ha] reloads keepalived
+// in place (same process, new priority).
+func TestHAPairGivesWay(t *testing.T) {
+	health := "  [service.health]\n  type = \"tcp\"\n  interval = \"200ms\"\n  timeout = \"150ms\"\n  rise = 1\n  fall = 1\n"
+	p, n1, n2 := startHAPair(t, func(idx int) string { return haConfigWith(idx, true, haPrio(idx), health) })
+
+	// lb1's own health checks fail: no service has a live backend there.
+	block := "table inet lbdtest { chain out { type filter hook output priority 0; ip daddr 192.0.2.0/24 tcp dport 7000 drop; }; }"
+	if err := p.Exec(n1.name(), "nft", block); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitRole("FAULT")
+	n2.waitRole("MASTER")
+	if h := n1.ha(); h.Serving || !strings.Contains(h.NotServing, "no service has a live backend") ||
+		!strings.Contains(h.LastTransition, "MASTER -> FAULT: cannot serve: no service has a live backend") {
+		t.Fatalf("lb1 after its checks failed: %+v", h)
+	}
+	if vip, lan := n2.holds(); !vip || !lan {
+		t.Fatalf("lb2 took over but holds VIP %v, lan_address %v", vip, lan)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
+			t.Fatalf("connection %d through lb2: %v", i, err)
+		}
+	}
+	// lb1 can serve again: it comes back as backup (no preemption).
+	if err := p.Exec(n1.name(), "nft", "delete", "table", "inet", "lbdtest"); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitRole("BACKUP")
+	if h := n1.ha(); !h.Serving || h.NotServing != "" {
+		t.Fatalf("lb1 after its checks passed: %+v", h)
+	}
+
+	// lb2's backend link goes down: keepalived's track_interface.
+	if err := p.Exec(n2.name(), "ip", "link", "set", "lan", "down"); err != nil {
+		t.Fatal(err)
+	}
+	n2.waitRole("FAULT")
+	n1.waitRole("MASTER")
+	if h := n2.ha(); !strings.Contains(h.LastTransition, "a tracked link") {
+		t.Errorf("lb2 transition: %q", h.LastTransition)
+	}
+	if err := p.Exec(n2.name(), "ip", "link", "set", "lan", "up"); err != nil {
+		t.Fatal(err)
+	}
+	n2.waitRole("BACKUP")
+
+	// keepalived dies on the master: lbd starts it again. The backup
+	// takes over meanwhile; the restarted one comes back as backup.
+	before := n1.ha().Keepalived
+	if err := exec.Command("kill", "-9", fmt.Sprint(before.PID)).Run(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "lbd restarting keepalived", func() bool {
+		k := n1.ha().Keepalived
+		return k.Restarts == before.Restarts+1 && k.PID != 0 && k.PID != before.PID
+	})
+	n2.waitRole("MASTER")
+	n1.waitRole("BACKUP")
+	if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
+		t.Fatalf("connection after keepalived restart: %v", err)
+	}
+
+	// A reload that changes [ha]: keepalived reloads its file in place.
+	before = n1.ha().Keepalived
+	n1.writeConfig(haConfigWith(1, true, 120, health))
+	if out, err := n1.lbd("reload"); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	conf, err := os.ReadFile(filepath.Join(n1.dir, "ha", "keepalived.conf"))
+	if err != nil || !strings.Contains(string(conf), "priority 120\n") {
+		t.Fatalf("keepalived.conf after reload: %v\n%s", err, conf)
+	}
+	if h := n1.ha(); h.Priority != 120 || h.Keepalived.PID != before.PID || h.Keepalived.Restarts != before.Restarts {
+		t.Fatalf("after the [ha] reload: priority %d, keepalived %+v (before %+v); want 120 and the same process", h.Priority, h.Keepalived, before)
+	}
+	waitFor(t, "lb2 hearing nothing from lb1 (it is backup)", func() bool { return n2.ha().Role == "MASTER" })
 }
