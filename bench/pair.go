@@ -346,13 +346,15 @@ func reportPair(p func(string, ...any), r *Results) {
 	if len(r.Pair) == 0 {
 		return
 	}
-	p("\n## Pair failover\n\nTwo lbd nodes with keepalived (VRRPv3, advert_interval %s, nopreempt) and conntrackd (FTFW over\n"+
-		"the backend link), `lab.Pair`: shared client and backend segments, snat = true to the floating lan_address.\n"+
-		"Per run: %d long-lived connections through the master (one exchange each, then idle) and, once the backup's\n"+
-		"conntrackd holds their flows, a client opening a new connection every %s (open loop, 1 s timeouts);\n"+
-		"then the master dies hard (links down, kill -9 of lbd, keepalived and conntrackd). Takeover = the longest silence\n"+
-		"between two answered new connections (last answer before the takeover -> first after it). Then every long-lived connection must still echo. The dead node comes back as backup and\n"+
-		"the next run kills the other one. Target: takeover < 1 s with 200 ms adverts, 100%% of connections kept.\n\n",
+	p("\n## Pair failover\n\nTwo lbd nodes with keepalived (VRRPv3, advert_interval %s, nopreempt) and conntrackd\n"+
+		"(FTFW over the backend link), `lab.Pair`: shared client and backend segments, snat = true to the\n"+
+		"floating lan_address. Per run: %d long-lived connections through the master (one exchange each,\n"+
+		"then idle) and, once the backup's conntrackd holds their flows, a client opening a new connection\n"+
+		"every %s (open loop, 1 s timeouts); then the master dies hard (links down, kill -9 of lbd,\n"+
+		"keepalived and conntrackd). Takeover = the longest silence between two answered new connections\n"+
+		"(last answer before the takeover -> first after it). Then every long-lived connection must still\n"+
+		"echo. The dead node comes back as backup and the next run kills the other one. Target: takeover\n"+
+		"< 1 s with 200 ms adverts, 100%% of connections kept.\n\n",
 		pairAdvert, pairLong, pairProbeGap)
 	p("| run | killed | takeover (ms) | long-lived kept | new connections failed / sent |\n|---|---|---|---|---|\n")
 	var tk []float64
