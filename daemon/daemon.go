@@ -116,6 +116,8 @@ type Daemon struct {
 	// haNode is this node's half of a pair (ha.go); nil without [ha].
 	// Guarded by mu.
 	haNode *pair.Node
+	// haTried is when the pair was last started or reconfigured (ha.go).
+	haTried time.Time
 
 	mu     sync.Mutex // guards the inputs and the published state
 	synced *sync.Cond // signalled (with mu) after every sync attempt
@@ -237,6 +239,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// the max_connections poll stays off the loop.
 			d.slowStartTick()
 			d.conntrackTick()
+			d.haRetry()
 		}
 	}
 }

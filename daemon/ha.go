@@ -73,6 +73,9 @@ func (d *Daemon) haApply(cfg *config.Config) {
 		}
 		return
 	}
+	d.mu.Lock()
+	d.haTried = time.Now()
+	d.mu.Unlock()
 	spec, err := haSpec(cfg, d.haDir())
 	if err == nil {
 		if node == nil {
@@ -93,6 +96,29 @@ func (d *Daemon) haApply(cfg *config.Config) {
 		d.log.Error("ha: pair not started", "err", err)
 	}
 }
+
+// haRetry runs on lbd's one-second tick: a pair that could not start (no
+// address of its own on the sync link yet, say, before DHCP or a NIC
+// came up) is tried again every few seconds in the loop, without a reload.
+func (d *Daemon) haRetry() {
+	d.mu.Lock()
+	cfg, herr, last := d.pub.cfg, d.pub.haErr, d.haTried
+	d.mu.Unlock()
+	if herr == "" || cfg == nil || cfg.HA == nil || time.Since(last) < haRetryEvery {
+		return
+	}
+	d.record(func(in *inputs) {
+		in.calls = append(in.calls, func() {
+			// The config serving when the loop runs this, not the one
+			// of the tick: a reload may have come between.
+			if c := d.configOrNil(); c != nil {
+				d.haApply(c)
+			}
+		})
+	})
+}
+
+const haRetryEvery = 5 * time.Second
 
 // haSpec renders [ha] plus the services' VIPs into the pair's spec.
 func haSpec(cfg *config.Config, dir string) (pair.Spec, error) {

@@ -234,9 +234,9 @@ func (pr *prober) halt() (ok, fail int64, errs []string) {
 	return pr.ok.Load(), pr.fail.Load(), pr.errs
 }
 
-// startHAPair builds the pair lab, starts the backends and both nodes
-// with config(idx), and returns once node 1 is master and node 2 backup.
-func startHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode, *haNode) {
+// newHAPair builds the pair lab, starts the backends and writes both
+// nodes' configs; no lbd runs yet.
+func newHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode, *haNode) {
 	t.Helper()
 	needRoot(t)
 	for _, tool := range []string{"keepalived", "conntrackd"} {
@@ -282,7 +282,14 @@ func startHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode,
 	n1, n2 := nodes[1], nodes[2]
 	n1.writeConfig(config(1))
 	n2.writeConfig(config(2))
+	return p, n1, n2
+}
 
+// startHAPair builds the pair lab, starts the backends and both nodes
+// with config(idx), and returns once node 1 is master and node 2 backup.
+func startHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode, *haNode) {
+	t.Helper()
+	p, n1, n2 := newHAPair(t, config)
 	// Node 1 first: alone on the link it becomes master; node 2 then
 	// hears its adverts and stays backup.
 	n1.start()
@@ -564,4 +571,33 @@ func TestHAPairGivesWay(t *testing.T) {
 		t.Fatalf("after the [ha] reload: priority %d, keepalived %+v (before %+v); want 120 and the same process", h.Priority, h.Keepalived, before)
 	}
 	waitFor(t, "lb2 hearing nothing from lb1 (it is backup)", func() bool { return n2.ha().Role == "MASTER" })
+}
+
+// TestHAPairStartsLate: a node whose sync link has no address of its own
+// yet (a NIC or DHCP still coming up) serves its data plane, says why the
+// pair is not running, and starts it by itself once the address is there,
+// without a reload.
+func TestHAPairStartsLate(t *testing.T) {
+	p, n1, _ := newHAPair(t, func(idx int) string { return haConfig(idx, true, haPrio(idx)) })
+	if err := p.Exec(n1.name(), "ip", "addr", "del", lab.PairLAN1+"/24", "dev", "lan"); err != nil {
+		t.Fatal(err)
+	}
+	n1.start()
+	h := n1.ha()
+	if h.Role != "UNKNOWN" || !strings.Contains(h.NotServing, "has no address of its own on the subnet of sync_peer") {
+		t.Fatalf("lb1 without a sync address: %+v", h)
+	}
+	if out, err := p.Output(n1.name(), "nft", "list", "table", "inet", "lbd"); err != nil || !strings.Contains(out, "chain svc_echo") {
+		t.Fatalf("lb1 has no data plane: %v\n%s", err, out)
+	}
+	if err := p.Exec(n1.name(), "ip", "addr", "add", lab.PairLAN1+"/24", "dev", "lan"); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitRole("MASTER")
+	if h := n1.ha(); h.NotServing != "" || h.Keepalived.PID == 0 {
+		t.Fatalf("lb1 after the address came: %+v", h)
+	}
+	if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
+		t.Fatalf("connection through lb1: %v", err)
+	}
 }

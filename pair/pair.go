@@ -45,12 +45,11 @@ type Node struct {
 	watchEnd context.CancelFunc
 	ka, ct   *child
 	adverts  *advertWatch
-	// role is keepalived's last word; roleCond is signalled on each.
+	// role is keepalived's last word.
 	role        string
 	roleSince   time.Time
 	transitions uint64
 	lastTrans   string
-	roleCond    *sync.Cond
 	serving     bool
 	notServing  string
 	released    bool
@@ -73,7 +72,6 @@ func New(opts Options) *Node {
 	opts.Keepalived = findBinary(opts.Keepalived, "keepalived")
 	opts.Conntrackd = findBinary(opts.Conntrackd, "conntrackd")
 	n := &Node{opts: opts, log: opts.Log, role: RoleUnknown, notServing: "lbd is starting"}
-	n.roleCond = sync.NewCond(&n.mu)
 	return n
 }
 
@@ -254,7 +252,6 @@ func (n *Node) onNotify(ev notifyEvent) {
 	tr := fmt.Sprintf("%s -> %s: %s", prev, ev.State, why)
 	n.role, n.roleSince, n.lastTrans = ev.State, time.Now(), tr
 	n.transitions++
-	n.roleCond.Broadcast()
 	n.mu.Unlock()
 	n.log.Warn("ha: role changed", "from", prev, "to", ev.State, "why", why, "priority", ev.Priority)
 	n.conntrackdFor(ev.State)
