@@ -78,3 +78,48 @@ func TestPairRules(t *testing.T) {
 		t.Errorf("pair rules not removed:\n%s", out)
 	}
 }
+
+// TestPairFirewallTrusted: with the firewall on and the WAN restricted,
+// the peer's VRRP adverts and conntrackd's sync traffic are accepted.
+func TestPairFirewallTrusted(t *testing.T) {
+	needRoot(t)
+	s, err := lab.NewStandard("pairfw", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	f, err := os.Open(s.NSFile("lb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dp := NewInNetNS(int(f.Fd()))
+	fw := Firewall{Enabled: true, WAN: []string{"wanbr"}, Trusted: []TrustedFlow{
+		{Src: netip.MustParseAddr("198.51.100.5"), Proto: 112},
+		{Src: netip.MustParseAddr("192.0.2.6"), Proto: 17, DPort: 3780},
+	}}
+	if _, err := dp.ApplyState(nil, fw); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Output("lb", "nft", "list", "chain", "inet", "lbd", "input")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ip saddr 198.51.100.5 meta l4proto vrrp accept", "ip saddr 192.0.2.6 udp dport 3780 accept"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("input chain lacks %q:\n%s", want, out)
+		}
+	}
+	// Unchanged firewall: nothing to write; dropping Trusted rewrites it.
+	st, err := dp.ApplyState(nil, fw)
+	if err != nil || st.String() != (ApplyStats{}).String() {
+		t.Errorf("re-apply of the same firewall: %v %v", st, err)
+	}
+	if _, err := dp.ApplyState(nil, Firewall{Enabled: true, WAN: []string{"wanbr"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = s.Output("lb", "nft", "list", "chain", "inet", "lbd", "input")
+	if strings.Contains(out, "198.51.100.5") {
+		t.Errorf("trusted rule not removed:\n%s", out)
+	}
+}
