@@ -338,7 +338,13 @@ func (n *Node) conntrackd(args ...string) (string, error) {
 		conf = n.spec.ConntrackdConf()
 	}
 	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A commit of a big cache takes a while; a stats query must not hold
+	// a status request up when conntrackd hangs.
+	limit := 30 * time.Second
+	if len(args) == 1 && args[0] == "-s" {
+		limit = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, n.opts.Conntrackd, append([]string{"-C", conf}, args...)...).CombinedOutput()
 	return string(out), err
