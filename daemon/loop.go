@@ -310,6 +310,11 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 		d.setErr(err, !req.first)
 		return nil, err
 	}
+	// A config without [ha] stops the pair first: keepalived removes the
+	// VIPs as it stops, and must not take away those lbd adds below.
+	if cfg.HA == nil {
+		d.haApply(cfg)
+	}
 	// NICs and VIP addresses first, so the services have somewhere to live.
 	if err := d.host.Apply(cfg); err != nil {
 		return fail(err)

@@ -23,8 +23,8 @@ type child struct {
 	out  io.Writer
 	log  *slog.Logger
 	// started runs after each start (conntrackd needs its role commands
-	// again after a restart).
-	started func()
+	// again after a restart); died after each death, before the restart.
+	started, died func()
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -95,6 +95,9 @@ func (c *child) run(ctx context.Context) {
 			backoff = restartMin
 		}
 		c.log.Error("ha: process died; restarting", "process", c.name, "err", err, "retry_in", backoff)
+		if c.died != nil {
+			c.died()
+		}
 		select {
 		case <-ctx.Done():
 			return

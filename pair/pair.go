@@ -162,6 +162,7 @@ func (n *Node) start(s Spec, ka, ct string) error {
 	}
 	n.ka = newChild("keepalived", []string{n.opts.Keepalived, "--dont-fork", "--log-console", "--log-detail", "--vrrp",
 		"--use-file=" + s.KeepalivedConf(), "--pid=" + s.KeepalivedPID(), "--vrrp_pid=" + s.VRRPPID()}, n.opts.Output, n.log)
+	n.ka.died = func() { killLeftover(s.VRRPPID(), "keepalived") }
 	go n.ct.run(ctx)
 	go n.ka.run(ctx)
 	n.log.Info("ha: pair node started", "dir", s.Dir, "interface", s.Interface, "router_id", s.RouterID,
@@ -519,4 +520,29 @@ func ParseStats(out string) status.FlowSync {
 		fs.LostMessages = u(m[1])
 	}
 	return fs
+}
+
+// killLeftover ends what a dead keepalived left: its VRRP process (named in
+// the pid file) lives on for a moment after the parent's SIGKILL, and a new
+// keepalived that finds it running exits at once.
+func killLeftover(pidFile, comm string) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	name, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(name)) != comm {
+		return // gone, or the pid was reused
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 50; i++ {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
