@@ -11,7 +11,8 @@
 // loop), ticks.go (slow start, max_connections), control.go (control
 // requests), snapshot.go (status), traffic.go (per-backend traffic
 // counters from conntrack accounting), mapping.go (config -> lb types),
-// healthstate.go (health that survives restarts).
+// healthstate.go (health that survives restarts), ha.go (a node of an HA
+// pair: keepalived's role as a loop input, lbd ha release).
 package daemon
 
 import (
