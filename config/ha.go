@@ -19,11 +19,13 @@ type HA struct {
 	Preempt        bool     `toml:"preempt"`         // a recovered node takes the VIPs back
 	LANInterface   string   `toml:"lan_interface"`   // backend side
 	LANAddress     string   `toml:"lan_address"`     // floating backend-side address/prefix
+	LANAddress6    string   `toml:"lan_address6"`    // optional IPv6 one beside an IPv4 lan_address
 	SyncInterface  string   `toml:"sync_interface"`  // conntrackd's link; default lan_interface
 	SyncPeer       string   `toml:"sync_peer"`       // the peer's address on that link
 
 	PeerAddr     netip.Addr   `toml:"-"`
 	LANPrefix    netip.Prefix `toml:"-"` // lan_address as written (address + prefix length)
+	LANPrefix6   netip.Prefix `toml:"-"` // lan_address6, when set
 	SyncPeerAddr netip.Addr   `toml:"-"`
 }
 
@@ -119,6 +121,25 @@ func (v *validator) ha(c *Config) {
 		}
 		if h.PeerAddr.IsValid() && h.PeerAddr == pf.Addr() {
 			v.errorf(p+".lan_address", "%s is also the VRRP peer", pf.Addr())
+		}
+	}
+	if h.LANAddress6 != "" {
+		pf, err := netip.ParsePrefix(h.LANAddress6)
+		switch {
+		case err != nil || !pf.Addr().Is6() || pf.Addr().Is4In6():
+			v.errorf(p+".lan_address6", "bad address %q; expected an IPv6 address/prefix such as \"2001:db8:2::1/64\"", h.LANAddress6)
+		case h.LANPrefix.IsValid() && !h.LANPrefix.Addr().Is4():
+			v.errorf(p+".lan_address6", "lan_address is IPv6 already; lan_address6 is the IPv6 address beside an IPv4 lan_address")
+		default:
+			h.LANPrefix6 = pf
+			if ifc := ifaceByName(c, h.LANInterface); ifc != nil && hasFamily(ifc.Prefixes, pf.Addr()) {
+				switch {
+				case !onSubnet(ifc.Prefixes, pf.Addr()):
+					v.errorf(p+".lan_address6", "%s is not on a subnet of lan_interface %q (%s)", pf.Addr(), h.LANInterface, prefixList(ifc.Prefixes))
+				case ownsAddr(ifc.Prefixes, pf.Addr()):
+					v.errorf(p+".lan_address6", "%s is a static address of interface %q; the floating address must be one neither node owns", pf.Addr(), h.LANInterface)
+				}
+			}
 		}
 	}
 	if h.SyncInterface == "" {

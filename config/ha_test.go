@@ -92,6 +92,9 @@ func TestHAErrors(t *testing.T) {
 		{"lan owned", `lan_address = "192.0.2.1/24"`, `lan_address = "192.0.2.5/24"`, true, "ha.lan_address: 192.0.2.5 is a static address of interface \"lan\""},
 		{"sync subnet", `sync_peer = "192.0.2.6"`, `sync_peer = "203.0.113.6"`, true, "ha.sync_peer: 203.0.113.6 is not on a subnet of sync_interface \"lan\""},
 		{"no such iface", `lan_interface = "lan"`, `lan_interface = "eth9"`, true, "ha.lan_interface: no [[interface]] named \"eth9\""},
+		{"lan6 bad", `lan_address = "192.0.2.1/24"`, "lan_address = \"192.0.2.1/24\"\nlan_address6 = \"192.0.2.2/24\"", false, "11:16: ha.lan_address6: bad address \"192.0.2.2/24\"; expected an IPv6"},
+		{"lan6 twice", `lan_address = "192.0.2.1/24"`, "lan_address = \"2001:db8:2::1/64\"\nlan_address6 = \"2001:db8:2::2/64\"", false, "11:16: ha.lan_address6: lan_address is IPv6 already"},
+		{"lan6 ok", `lan_address = "192.0.2.1/24"`, "lan_address = \"192.0.2.1/24\"\nlan_address6 = \"2001:db8:2::1/64\"", false, ""},
 		{"service iface", `backend = [`, "interface = \"lan\"\nbackend = [", true, "service[0].interface: \"lan\" differs from ha.interface \"wan\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,6 +52,9 @@ func (d *Daemon) setPair(cfg *config.Config) {
 		} else {
 			p.SNAT6 = a
 		}
+		if h.LANPrefix6.IsValid() {
+			p.SNAT6 = h.LANPrefix6.Addr()
+		}
 	}
 	ps.SetPair(p)
 }
@@ -124,7 +127,7 @@ const haRetryEvery = 5 * time.Second
 func haSpec(cfg *config.Config, dir string) (pair.Spec, error) {
 	h := cfg.HA
 	s := pair.Spec{Interface: h.Interface, RouterID: h.RouterID, Priority: h.Priority, Peer: h.PeerAddr,
-		AdvertInterval: h.AdvertInterval.D(), Preempt: h.Preempt, LANInterface: h.LANInterface, LANAddress: h.LANPrefix,
+		AdvertInterval: h.AdvertInterval.D(), Preempt: h.Preempt, LANInterface: h.LANInterface, LANAddress: h.LANPrefix, LANAddress6: h.LANPrefix6,
 		SyncInterface: h.SyncInterface, SyncPeer: h.SyncPeerAddr, Dir: dir}
 	seen := map[netip.Addr]bool{}
 	for _, svc := range cfg.Services {
@@ -163,7 +166,7 @@ func syncLocal(h *config.HA) (netip.Addr, error) {
 		}
 		ip = ip.Unmap()
 		ones, _ := a.Mask.Size()
-		if ip == h.LANPrefix.Addr() || ip.IsLinkLocalUnicast() {
+		if ip == h.LANPrefix.Addr() || ip == h.LANPrefix6.Addr() || ip.IsLinkLocalUnicast() {
 			continue
 		}
 		if netip.PrefixFrom(ip, ones).Masked().Contains(h.SyncPeerAddr) {

@@ -62,6 +62,7 @@ peer = %q
 advert_interval = "200ms"
 lan_interface = "lan"
 lan_address = "%s/24"
+lan_address6 = "%s/64"
 sync_peer = %q
 
 [[service]]
@@ -69,7 +70,14 @@ name = "echo"
 vip = %q
 port = 7000
 snat = %v
-%s%s`, priority, peer, lab.PairLANFloat, syncPeer, lab.VIPv4, snat, extra, backends(7000, 1, 2, 3))
+%s%s
+[[service]]
+name = "echo6"
+vip = %q
+port = 7000
+snat = %v
+%s%s`, priority, peer, lab.PairLANFloat, lab.PairLANFloat6, syncPeer, lab.VIPv4, snat, extra, backends(7000, 1, 2, 3),
+		lab.VIPv6, snat, extra, backends6(7000, 1, 2, 3))
 }
 
 func (n *haNode) writeConfig(text string) {
@@ -125,9 +133,10 @@ func (n *haNode) lbd(args ...string) (string, error) {
 	return string(out), err
 }
 
-// holds reports whether the node has the VIP on wan and the floating
-// address on lan (false, false on a backup).
-func (n *haNode) holds() (vip, lan bool) {
+// holds counts the VIPs (IPv4 and IPv6) on the node's wan and the
+// floating addresses on its lan: 2 and 2 on the master, 0 and 0 on a
+// backup.
+func (n *haNode) holds() (vips, lans int) {
 	n.t.Helper()
 	w, err := n.p.Addrs(n.name(), "wan")
 	if err != nil {
@@ -137,7 +146,17 @@ func (n *haNode) holds() (vip, lan bool) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return slices.Contains(w, lab.VIPv4), slices.Contains(l, lab.PairLANFloat)
+	for _, a := range []string{lab.VIPv4, lab.VIPv6} {
+		if slices.Contains(w, a) {
+			vips++
+		}
+	}
+	for _, a := range []string{lab.PairLANFloat, lab.PairLANFloat6} {
+		if slices.Contains(l, a) {
+			lans++
+		}
+	}
+	return vips, lans
 }
 
 // longConn is a long-lived connection through the pair. Every exchange
@@ -296,11 +315,11 @@ func startHAPair(t *testing.T, config func(idx int) string) (*lab.Pair, *haNode,
 	n1.waitRole("MASTER")
 	n2.start()
 	n2.waitRole("BACKUP")
-	if vip, lan := n1.holds(); !vip || !lan {
-		t.Fatalf("master lb1 holds VIP %v, lan_address %v; want both", vip, lan)
+	if vip, lan := n1.holds(); vip != 2 || lan != 2 {
+		t.Fatalf("master lb1 holds %d VIPs, %d floating addresses; want 2 and 2", vip, lan)
 	}
-	if vip, lan := n2.holds(); vip || lan {
-		t.Fatalf("backup lb2 holds VIP %v, lan_address %v; want neither", vip, lan)
+	if vip, lan := n2.holds(); vip != 0 || lan != 0 {
+		t.Fatalf("backup lb2 holds %d VIPs, %d floating addresses; want none", vip, lan)
 	}
 	waitFor(t, "lb2 hearing lb1's adverts", func() bool {
 		a := n2.ha().PeerAdvert
@@ -337,11 +356,17 @@ func testHAPair(t *testing.T, snat bool) {
 		}
 	}
 
-	// Long-lived connections through the master: half idle, half streaming.
+	// Long-lived connections through the master: half idle, half
+	// streaming; every third one (idle and streaming alike) over IPv6.
 	const idle, streaming = 6, 6
+	is6 := func(i int) bool { return i%3 == 2 }
 	var conns []*longConn
 	for i := 0; i < idle+streaming; i++ {
-		c, err := p.DialFrom("client", lab.ClientV4, lab.VIPv4+":7000", 5*time.Second)
+		from, to := lab.ClientV4, lab.VIPv4+":7000"
+		if is6(i) {
+			from, to = lab.ClientV6, "["+lab.VIPv6+"]:7000"
+		}
+		c, err := p.DialFrom("client", from, to, 5*time.Second)
 		if err != nil {
 			t.Fatalf("long-lived connection %d: %v", i, err)
 		}
@@ -358,8 +383,12 @@ func testHAPair(t *testing.T, snat bool) {
 	}()
 	if snat {
 		for i, l := range conns {
-			if !strings.HasPrefix(l.seenAs, lab.PairLANFloat+":") {
-				t.Fatalf("connection %d reaches its backend from %s; want the floating %s", i, l.seenAs, lab.PairLANFloat)
+			want := lab.PairLANFloat + ":"
+			if is6(i) {
+				want = "[" + lab.PairLANFloat6 + "]:"
+			}
+			if !strings.HasPrefix(l.seenAs, want) {
+				t.Fatalf("connection %d reaches its backend from %s; want the floating %s", i, l.seenAs, want)
 			}
 		}
 	}
@@ -395,8 +424,8 @@ func testHAPair(t *testing.T, snat bool) {
 	}
 	_ = n1.cmd.Wait()
 	n2.waitRole("MASTER")
-	if vip, lan := n2.holds(); !vip || !lan {
-		t.Fatalf("new master lb2 holds VIP %v, lan_address %v; want both", vip, lan)
+	if vip, lan := n2.holds(); vip != 2 || lan != 2 {
+		t.Fatalf("new master lb2 holds %d VIPs, %d floating addresses; want 2 and 2", vip, lan)
 	}
 	if h := n2.ha(); !strings.Contains(h.LastTransition, "BACKUP -> MASTER") || h.Transitions < 2 {
 		t.Errorf("lb2 transition: %q (%d transitions)", h.LastTransition, h.Transitions)
@@ -405,6 +434,13 @@ func testHAPair(t *testing.T, snat bool) {
 		t.Helper()
 		for i := 0; i < idle; i++ {
 			if err := conns[i].exchange(seq); err != nil {
+				// What each namespace holds, for the one reading the failure.
+				for _, ns := range []string{"lb1", "lb2", "client", "be1"} {
+					ct, _ := p.Output(ns, "conntrack", "-L")
+					ng, _ := p.Output(ns, "ip", "neigh")
+					ad, _ := p.Output(ns, "ip", "-br", "addr")
+					t.Logf("%s conntrack:\n%s\nneighbours:\n%s\naddresses:\n%s", ns, ct, ng, ad)
+				}
 				t.Fatalf("%s: idle connection %d: %v", when, i, err)
 			}
 		}
@@ -441,8 +477,8 @@ func testHAPair(t *testing.T, snat bool) {
 	if r := n2.ha().Role; r != "MASTER" {
 		t.Fatalf("lb2 is %s after lb1 came back; want MASTER (no preemption)", r)
 	}
-	if vip, lan := n1.holds(); vip || lan {
-		t.Fatalf("returned lb1 holds VIP %v, lan_address %v; want neither", vip, lan)
+	if vip, lan := n1.holds(); vip != 0 || lan != 0 {
+		t.Fatalf("returned lb1 holds %d VIPs, %d floating addresses; want none", vip, lan)
 	}
 	checkLong("after lb1 came back", 2000)
 	waitFor(t, "lb1's conntrackd holding lb2's flows", func() bool {
@@ -500,7 +536,7 @@ func TestHAPairGivesWay(t *testing.T) {
 	p, n1, n2 := startHAPair(t, func(idx int) string { return haConfigWith(idx, true, haPrio(idx), health) })
 
 	// lb1's own health checks fail: no service has a live backend there.
-	block := "table inet lbdtest { chain out { type filter hook output priority 0; ip daddr 192.0.2.0/24 tcp dport 7000 drop; }; }"
+	block := "table inet lbdtest { chain out { type filter hook output priority 0; tcp dport 7000 drop; }; }"
 	if err := p.Exec(n1.name(), "nft", block); err != nil {
 		t.Fatal(err)
 	}
@@ -510,8 +546,8 @@ func TestHAPairGivesWay(t *testing.T) {
 		!strings.Contains(h.LastTransition, "MASTER -> FAULT: cannot serve: no service has a live backend") {
 		t.Fatalf("lb1 after its checks failed: %+v", h)
 	}
-	if vip, lan := n2.holds(); !vip || !lan {
-		t.Fatalf("lb2 took over but holds VIP %v, lan_address %v", vip, lan)
+	if vip, lan := n2.holds(); vip != 2 || lan != 2 {
+		t.Fatalf("lb2 took over but holds %d VIPs, %d floating addresses", vip, lan)
 	}
 	for i := 0; i < 10; i++ {
 		if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
@@ -586,8 +622,8 @@ func TestHAPairGivesWay(t *testing.T) {
 	if err != nil || resp.Status.HA != nil {
 		t.Fatalf("lb2 status after [ha] went: %v %+v", err, resp.Status.HA)
 	}
-	if vip, lan := n2.holds(); vip || lan {
-		t.Fatalf("lb2 without [ha] holds VIP %v, lan_address %v; want neither", vip, lan)
+	if vip, lan := n2.holds(); vip != 0 || lan != 0 {
+		t.Fatalf("lb2 without [ha] holds %d VIPs, %d floating addresses; want none", vip, lan)
 	}
 	waitFor(t, "keepalived and conntrackd gone from lb2", func() bool {
 		out, err := exec.Command("ip", "netns", "pids", p.NS(n2.name())).Output()

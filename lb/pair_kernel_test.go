@@ -39,7 +39,7 @@ func TestPairRules(t *testing.T) {
 	if _, err := dp.Apply(plans); err != nil {
 		t.Fatal(err)
 	}
-	dp.SetPair(Pair{SNAT4: netip.MustParseAddr("192.0.2.99"), Guard: true})
+	dp.SetPair(Pair{SNAT4: netip.MustParseAddr("192.0.2.99"), SNAT6: netip.MustParseAddr("2001:db8:2::99"), Guard: true})
 	if _, err := dp.Apply(plans); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestPairRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"snat ip to 192.0.2.99", "masquerade", "chain ha_guard", "type filter hook prerouting priority mangle", "drop"} {
+	for _, want := range []string{"snat ip to 192.0.2.99", "snat ip6 to 2001:db8:2::99", "masquerade", "chain ha_guard", "type filter hook prerouting priority mangle", "drop"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ruleset lacks %q:\n%s", want, out)
 		}

@@ -31,8 +31,10 @@ type Spec struct {
 	Preempt        bool
 	LANInterface   string
 	LANAddress     netip.Prefix
-	SyncInterface  string
-	SyncPeer       netip.Addr
+	// LANAddress6 is the optional IPv6 floating address beside it.
+	LANAddress6   netip.Prefix
+	SyncInterface string
+	SyncPeer      netip.Addr
 	// SyncLocal is this node's own address on SyncInterface (conntrackd
 	// binds it); found from the kernel at render time.
 	SyncLocal netip.Addr
@@ -124,11 +126,16 @@ track_file lbd_serving {
 		}
 	}
 	ex = append(ex, fmt.Sprintf("%s dev %s", s.LANAddress, s.LANInterface))
+	if s.LANAddress6.IsValid() {
+		ex = append(ex, fmt.Sprintf("%s dev %s", s.LANAddress6, s.LANInterface))
+	}
 	if len(in) == 0 {
 		// keepalived wants at least one address in the adverts; the
 		// floating LAN address serves when it is of the peer's family.
 		if s.LANAddress.Addr().Is4() == s.Peer.Is4() {
-			in, ex = ex[len(ex)-1:], ex[:len(ex)-1]
+			i := len(s.VIPs) // lan_address follows the VIPs in ex
+			in = []string{ex[i]}
+			ex = append(ex[:i:i], ex[i+1:]...)
 		}
 	}
 	writeBlock(&b, "virtual_ipaddress", in)

@@ -47,10 +47,14 @@ func TestRenderKeepalived(t *testing.T) {
 	if strings.Contains(got, "nopreempt") || !strings.Contains(got, "advert_int 1.50\n") {
 		t.Errorf("preempt/advert_int not rendered:\n%s", got)
 	}
+	s.LANAddress6 = netip.MustParsePrefix("2001:db8:2::1/64")
+	if got := RenderKeepalived(s); !strings.Contains(got, "        192.0.2.1/24 dev lan\n        2001:db8:2::1/64 dev lan\n") {
+		t.Errorf("lan_address6 not beside lan_address:\n%s", got)
+	}
 	// No VIP of the peer's family: lan_address goes in the adverts.
 	s.VIPs = []netip.Addr{netip.MustParseAddr("2001:db8:3::10")}
 	got = RenderKeepalived(s)
-	if !strings.Contains(got, "    virtual_ipaddress {\n        192.0.2.1/24 dev lan\n    }\n") {
+	if !strings.Contains(got, "    virtual_ipaddress {\n        192.0.2.1/24 dev lan\n    }\n    virtual_ipaddress_excluded {\n        2001:db8:3::10/128 dev wan\n        2001:db8:2::1/64 dev lan\n    }\n") {
 		t.Errorf("lan_address not the advertised address:\n%s", got)
 	}
 }

@@ -27,6 +27,10 @@ const (
 	PairLAN1     = "192.0.2.5"
 	PairLAN2     = "192.0.2.6"
 	PairLANFloat = "192.0.2.1"
+	// IPv6: wan 2001:db8:1::4/::5, lan 2001:db8:2::5/::6, the floating
+	// 2001:db8:2::1, the client 2001:db8:1::2 (VIPs 2001:db8:3::/64
+	// on-link), backend i 2001:db8:2::1i.
+	PairLANFloat6 = "2001:db8:2::1"
 )
 
 // Pair is a client, two lb nodes ("lb1", "lb2") and n backends.
@@ -70,9 +74,15 @@ func (p *Pair) build() error {
 		}
 		return p.Exec("sw", "ip", "link", "set", port, "master", bridge)
 	}
-	for i, addrs := range [][2]string{{PairWAN1, PairLAN1}, {PairWAN2, PairLAN2}} {
+	for i, addrs := range [][4]string{{PairWAN1, PairLAN1, "2001:db8:1::4", "2001:db8:2::5"}, {PairWAN2, PairLAN2, "2001:db8:1::5", "2001:db8:2::6"}} {
 		n := p.Node(i + 1)
 		if _, err := p.AddNS(n); err != nil {
+			return err
+		}
+		// HardKill takes the links down, and IPv6 drops a link's
+		// addresses when it goes down: keep them, as a node that comes
+		// back configured would have them.
+		if err := st.steps([][]string{{n, "sysctl", "-qw", "net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1"}}); err != nil {
 			return err
 		}
 		if err := attach(n, "wan", fmt.Sprintf("w%d", i+1), "wanbr"); err != nil {
@@ -84,7 +94,9 @@ func (p *Pair) build() error {
 		if err := st.steps([][]string{
 			{n, "ip", "addr", "add", addrs[0] + "/24", "dev", "wan"},
 			{n, "ip", "addr", "add", addrs[1] + "/24", "dev", "lan"},
-			{n, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+			{n, "ip", "addr", "add", addrs[2] + "/64", "dev", "wan", "nodad"},
+			{n, "ip", "addr", "add", addrs[3] + "/64", "dev", "lan", "nodad"},
+			{n, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
 		}); err != nil {
 			return err
 		}
@@ -98,6 +110,8 @@ func (p *Pair) build() error {
 	if err := st.steps([][]string{
 		{"client", "ip", "addr", "add", ClientV4 + "/24", "dev", "eth0"},
 		{"client", "ip", "route", "add", "203.0.113.0/24", "dev", "eth0"},
+		{"client", "ip", "addr", "add", ClientV6 + "/64", "dev", "eth0", "nodad"},
+		{"client", "ip", "-6", "route", "add", "2001:db8:3::/64", "dev", "eth0"},
 	}); err != nil {
 		return err
 	}
@@ -112,6 +126,8 @@ func (p *Pair) build() error {
 		if err := st.steps([][]string{
 			{b, "ip", "addr", "add", BackendV4(i) + "/24", "dev", "eth0"},
 			{b, "ip", "route", "add", "default", "via", PairLANFloat},
+			{b, "ip", "addr", "add", BackendV6(i) + "/64", "dev", "eth0", "nodad"},
+			{b, "ip", "-6", "route", "add", "default", "via", PairLANFloat6},
 		}); err != nil {
 			return err
 		}
@@ -125,9 +141,9 @@ func (p *Pair) StartBackends(labserver string) error {
 	return st.StartBackends(labserver, "")
 }
 
-// Addrs lists the IPv4 addresses on a node's interface.
+// Addrs lists the addresses (IPv4 and IPv6) on a node's interface.
 func (p *Pair) Addrs(node, ifname string) ([]string, error) {
-	out, err := p.Output(node, "ip", "-4", "-o", "addr", "show", "dev", ifname)
+	out, err := p.Output(node, "ip", "-o", "addr", "show", "dev", ifname)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +151,7 @@ func (p *Pair) Addrs(node, ifname string) ([]string, error) {
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "inet" {
+			if f[i] == "inet" || f[i] == "inet6" {
 				addrs = append(addrs, strings.Split(f[i+1], "/")[0])
 			}
 		}
