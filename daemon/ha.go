@@ -201,22 +201,26 @@ func (d *Daemon) haAfterSync() {
 	if node == nil {
 		return
 	}
-	ok, why := true, ""
+	node.SetServing(canServe(cfg, inSync, planned))
+}
+
+// canServe is the verdict haAfterSync hands the pair, and why not.
+func canServe(cfg *config.Config, inSync bool, planned map[string]lb.Service) (bool, string) {
 	switch {
 	case cfg == nil:
-		ok, why = false, "no config applied"
+		return false, "no config applied"
 	case !inSync:
-		ok, why = false, "the kernel is out of sync with the config"
+		return false, "the kernel is out of sync with the config"
 	case len(cfg.Services) > 0 && !anyLive(planned):
-		ok, why = false, "no service has a live backend"
+		return false, "no service has a live backend"
 	}
-	node.SetServing(ok, why)
+	return true, ""
 }
 
 // anyLive reports whether some service has a backend in its slots.
 func anyLive(planned map[string]lb.Service) bool {
 	for _, p := range planned {
-		if len(p.SlotCounts()) > 0 {
+		if len(p.Slots) > 0 { // nil when no backend is usable
 			return true
 		}
 	}
