@@ -347,6 +347,9 @@ func testHAPair(t *testing.T, snat bool) {
 	if h := n1.ha(); !h.Serving || h.Keepalived.PID == 0 || h.Conntrackd.PID == 0 {
 		t.Fatalf("lb1 status: %+v", h)
 	}
+	if out, err := n2.lbd("ha", "release"); err == nil || !strings.Contains(out, "this node is not master; nothing to release (role BACKUP)") {
+		t.Fatalf("release on the backup: err %v\n%s", err, out)
+	}
 	for _, c := range []struct {
 		n    *haNode
 		want string
@@ -666,5 +669,19 @@ func TestHAPairStartsLate(t *testing.T) {
 	}
 	if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
 		t.Fatalf("connection through lb1: %v", err)
+	}
+
+	// Alone, lb1 cannot hand over: release says so and lb1 takes the
+	// VIPs back.
+	out, err := n1.lbd("ha", "release", "--timeout", "2s")
+	if err == nil || !strings.Contains(out, "did not become master within 2s; this node takes the VIPs back") {
+		t.Fatalf("release without a peer: err %v\n%s", err, out)
+	}
+	n1.waitRole("MASTER")
+	if h := n1.ha(); h.Released || !h.Serving {
+		t.Fatalf("lb1 after a failed release: %+v", h)
+	}
+	if _, err := p.Ask("client", lab.VIPv4+":7000"); err != nil {
+		t.Fatalf("connection through lb1 after the failed release: %v", err)
 	}
 }
