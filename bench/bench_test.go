@@ -99,3 +99,38 @@ func TestOtherEndpointsUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestPairSmoke runs the pair failover section once (quick mode): two lbd
+// nodes with keepalived and conntrackd, one hard takeover. It checks the
+// report has the section and that the run kept every long-lived
+// connection (behaviour, not speed).
+func TestPairSmoke(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: the benchmark harness needs root (network namespaces, nftables)")
+	}
+	dir := t.TempDir()
+	lbd := os.Getenv("LBD_BIN")
+	if lbd == "" {
+		lbd = filepath.Join(dir, "lbd")
+		if out, err := exec.Command("go", "build", "-o", lbd, "lbd/cmd/lbd").CombinedOutput(); err != nil {
+			t.Fatalf("build lbd: %v\n%s", err, out)
+		}
+	}
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	if rc := benchMain([]string{"-quick", "-lbd", lbd, "-repo", "..", "-out", out, "-sections", "pair"}); rc != 0 {
+		t.Fatalf("bench exited %d", rc)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := string(b)
+	for _, want := range []string{"## Pair failover", "| 1 | lb1 |", fmt.Sprintf("| %d/%d |", pairLong, pairLong)} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if strings.Contains(report, "## Problems during this run") {
+		t.Errorf("the harness reported problems:\n%s", report)
+	}
+}

@@ -73,6 +73,7 @@ type Results struct {
 	BulkFlip   []BulkFlipRun  `json:"bulk_flip,omitempty"`
 	Conntrack  []ConntrackRun `json:"conntrack,omitempty"`
 	Failover   []FailoverRun  `json:"failover,omitempty"`
+	Pair       []PairRun      `json:"pair,omitempty"` // HA pair takeovers (pair.go)
 	Reload     []ReloadRun    `json:"reload,omitempty"`
 	Problems   []string       `json:"problems,omitempty"`
 	IdleBefore []float64      `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
@@ -95,7 +96,7 @@ func main() {
 	os.Exit(benchMain(os.Args[1:]))
 }
 
-const allSections = "dataplane,scale,control,flip,conntrack,failover,reload"
+const allSections = "dataplane,scale,control,flip,conntrack,failover,pair,reload"
 
 func benchMain(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
@@ -202,7 +203,7 @@ func benchMain(args []string) int {
 		f    func(*Results)
 	}{
 		{"dataplane", o.dataplane}, {"scale", o.scale}, {"control", o.control},
-		{"flip", o.flips}, {"conntrack", o.conntrackPoll}, {"failover", o.failover}, {"reload", o.reloadUnderLoad},
+		{"flip", o.flips}, {"conntrack", o.conntrackPoll}, {"failover", o.failover}, {"pair", o.pairFailover}, {"reload", o.reloadUnderLoad},
 	}
 	for _, st := range steps {
 		if o.sections[st.name] && ctx.Err() == nil {

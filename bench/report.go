@@ -167,6 +167,8 @@ func report(o *opts, r *Results) string {
 		p("| median (min–max) | | %s | | %s | |\n", cell(dw), cell(bw))
 	}
 
+	reportPair(p, r)
+
 	if len(r.Reload) > 0 {
 		p("\n## 5. Reloads and restart under load\n\nDuring each run: wrk keep-alive (3 x 2 connections) and the probe at %d new\n"+
 			"connections/s on the VIP; lbd (tcp health checks on) reloads 100 times, alternating a\n"+

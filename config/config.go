@@ -19,6 +19,8 @@ type Config struct {
 	Firewall   Firewall    `toml:"firewall"`
 	Interfaces []Interface `toml:"interface"`
 	Services   []Service   `toml:"service"`
+	// HA is the [ha] section (ha.go); nil = a single appliance.
+	HA *HA `toml:"ha"`
 
 	// Path is the file this was read from.
 	Path string `toml:"-"`

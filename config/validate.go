@@ -135,6 +135,7 @@ func (v *validator) config(c *Config) {
 			}
 		}
 	}
+	v.ha(c)
 }
 
 func (v *validator) appliance(a *Appliance) {

@@ -44,6 +44,8 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return d.diffRequest(req.Args)
 	case "flush":
 		return d.flush(req.Args)
+	case "ha":
+		return d.haRequest(req.Args)
 	case "debug-wedge":
 		if !d.opts.TestHooks {
 			break

@@ -11,7 +11,8 @@
 // loop), ticks.go (slow start, max_connections), control.go (control
 // requests), snapshot.go (status), traffic.go (per-backend traffic
 // counters from conntrack accounting), mapping.go (config -> lb types),
-// healthstate.go (health that survives restarts).
+// healthstate.go (health that survives restarts), ha.go (a node of an HA
+// pair: keepalived's role as a loop input, lbd ha release).
 package daemon
 
 import (
@@ -30,6 +31,7 @@ import (
 	"lbd/config"
 	"lbd/health"
 	"lbd/lb"
+	"lbd/pair"
 )
 
 // Options configure a daemon. The zero value of each dependency means the
@@ -111,6 +113,12 @@ type Daemon struct {
 	// beat is the sync loop's heartbeat; busySince is set while it applies.
 	beat, busySince atomicTime
 	loopDone        chan struct{}
+
+	// haNode is this node's half of a pair (ha.go); nil without [ha].
+	// Guarded by mu.
+	haNode *pair.Node
+	// haTried is when the pair was last started or reconfigured (ha.go).
+	haTried time.Time
 
 	mu     sync.Mutex // guards the inputs and the published state
 	synced *sync.Cond // signalled (with mu) after every sync attempt
@@ -232,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// the max_connections poll stays off the loop.
 			d.slowStartTick()
 			d.conntrackTick()
+			d.haRetry()
 		}
 	}
 }
@@ -240,6 +249,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // loop (it finishes the sync in progress), then writes the final health.
 func (d *Daemon) shutdown(stopLoop context.CancelFunc) error {
 	d.opts.Notify.Stopping()
+	// The pair first: keepalived gives the VIPs up (priority-0 advert) so
+	// the peer takes over at once rather than after 3 silent intervals.
+	d.haClose()
 	d.monitor.Close()
 	stopLoop()
 	<-d.loopDone

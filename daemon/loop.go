@@ -47,6 +47,8 @@ type inputs struct {
 	gen uint64
 	// wedge (test hook) blocks the loop.
 	wedge bool
+	// haRole is keepalived's newest role (ha.go), haTransition why.
+	haRole, haTransition string
 }
 
 func newInputs() inputs {
@@ -69,6 +71,9 @@ type published struct {
 	// appliedGen is the newest inputs.gen the kernel holds.
 	appliedGen uint64
 	sync       status.Sync
+	// haRole is the role the loop last acted on; haErr why the pair
+	// could not start (ha.go).
+	haRole, haErr string
 }
 
 type reloadRequest struct {
@@ -154,6 +159,7 @@ func (d *Daemon) syncLoop(ctx context.Context) {
 		last = time.Now()
 		d.busySince.Store(last)
 		err := d.syncOnce()
+		d.haAfterSync()
 		d.busySince.Store(time.Time{})
 		if err == nil {
 			backoff = 0
@@ -304,6 +310,11 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 		d.setErr(err, !req.first)
 		return nil, err
 	}
+	// A config without [ha] stops the pair first: keepalived removes the
+	// VIPs as it stops, and must not take away those lbd adds below.
+	if cfg.HA == nil {
+		d.haApply(cfg)
+	}
 	// NICs and VIP addresses first, so the services have somewhere to live.
 	if err := d.host.Apply(cfg); err != nil {
 		return fail(err)
@@ -326,11 +337,13 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 		return fail(fmt.Errorf("health checks: %w", err))
 	}
 	plans := lb.Plan(serviceSpecs(cfg), d.availability(cfg))
+	d.setPair(cfg)
 	start := time.Now()
 	st, err := d.dp.ApplyState(plans, firewallFor(cfg))
 	if err != nil {
 		if old != nil {
 			_ = d.monitor.Set(healthTargets(old, nil))
+			d.setPair(old)
 		}
 		return fail(fmt.Errorf("the kernel refused the new data plane: %w", err))
 	}
@@ -369,6 +382,7 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 		d.saveLastGood(cfg)
 	}
 	d.saveHealth()
+	d.haApply(cfg)
 	return lifted, nil
 }
 

@@ -4,9 +4,15 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"lbd/config"
 	"lbd/lb"
+	"lbd/pair"
 )
+
+// ipprotoVRRP is VRRP's IP protocol number (keepalived's adverts).
+const ipprotoVRRP = 112
 
 // This file is the one place where the config's vocabulary becomes the
 // data plane's: lb never reads lb.toml, it takes lb.ServiceSpec and
@@ -92,6 +98,14 @@ func firewallFor(cfg *config.Config) lb.Firewall {
 				fw.WAN = append(fw.WAN, s.Interface)
 			}
 		}
+		if cfg.HA != nil {
+			fw.WAN = append(fw.WAN, cfg.HA.Interface) // keepalived puts the VIPs there
+		}
+	}
+	if h := cfg.HA; h != nil {
+		// The peer's VRRP adverts and conntrackd's sync traffic.
+		fw.Trusted = append(fw.Trusted, lb.TrustedFlow{Src: h.PeerAddr, Proto: ipprotoVRRP},
+			lb.TrustedFlow{Src: h.SyncPeerAddr, Proto: unix.IPPROTO_UDP, DPort: pair.SyncPort})
 	}
 	if ap, err := netip.ParseAddrPort(cfg.Appliance.StatusListen); err == nil {
 		fw.ManagementPorts = append(fw.ManagementPorts, ap.Port())

@@ -37,6 +37,7 @@ func (d *Daemon) Snapshot() status.Snapshot {
 	}
 	snap.Hostname, _ = os.Hostname()
 	snap.NICs = d.host.Status()
+	snap.HA = d.haStatus()
 	if n, m, err := sysctl.ConntrackUsage(); err == nil {
 		snap.Conntrack = status.Conntrack{Count: n, Max: m}
 		if snap.Conntrack.High() {

@@ -85,6 +85,8 @@ type Dataplane struct {
 	cache      map[string]*Service
 	// fw is the firewall last applied (zero: none).
 	fw Firewall
+	// wantPair is what SetPair asked for; pair what the kernel holds.
+	wantPair, pair Pair
 }
 
 // New returns a Dataplane for the current network namespace.
@@ -190,7 +192,7 @@ func (d *Dataplane) apply(services []Service, fw *Firewall) (ApplyStats, error) 
 			return st, err
 		}
 		d.synced = true
-		d.cache, d.fw = want, wantFW
+		d.cache, d.fw, d.pair = want, wantFW, d.wantPair
 		return st, nil
 	}
 	st, err := d.diffSync(want, wantFW)
@@ -201,7 +203,7 @@ func (d *Dataplane) apply(services []Service, fw *Firewall) (ApplyStats, error) 
 		d.synced = false
 		return st, err
 	}
-	d.cache, d.fw = want, wantFW
+	d.cache, d.fw, d.pair = want, wantFW, d.wantPair
 	return st, nil
 }
 
@@ -415,7 +417,8 @@ func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
 	}
 	c.AddChain(post)
 	c.FlushChain(post)
-	c.AddRule(snatRule(d.table, post))
+	d.writePostrouting(c, post, d.wantPair)
+	d.writeGuard(c, d.wantPair, existing[guardChain])
 }
 
 // ensureDNATChain adds the shared DNAT chain a service jumps to. Adding an
@@ -559,7 +562,8 @@ func (d *Dataplane) diffSync(want map[string]*Service, fw Firewall) (ApplyStats,
 	sortByName(added)
 	sortByName(rewired)
 	fwChanged := !reflect.DeepEqual(fw, d.fw)
-	if len(removed)+len(added)+len(rewired)+len(adds)+len(dels) == 0 && !fwChanged {
+	pairChanged := d.wantPair != d.pair
+	if len(removed)+len(added)+len(rewired)+len(adds)+len(dels) == 0 && !fwChanged && !pairChanged {
 		return st, nil
 	}
 	// Order inside the transaction: drop elements first (they may point at
@@ -582,6 +586,12 @@ func (d *Dataplane) diffSync(want map[string]*Service, fw Firewall) (ApplyStats,
 	}
 	if fwChanged {
 		d.writeFirewall(c, fw, map[string]bool{fwInputChain: d.fw.Enabled, fwForwardChain: d.fw.Enabled})
+	}
+	if pairChanged {
+		_, _, post := d.baseChains()
+		c.FlushChain(post)
+		d.writePostrouting(c, post, d.wantPair)
+		d.writeGuard(c, d.wantPair, d.pair.Guard)
 	}
 	st.ElementsAdded = d.addElements(c, adds)
 	st.ServicesAdded, st.ServicesRemoved, st.ServicesRewired = len(added), len(removed), len(rewired)

@@ -51,6 +51,18 @@ type Firewall struct {
 	// AllowForward are sources (typically backends) whose own outgoing
 	// connections the LB forwards; other non-VIP forwarding is dropped.
 	AllowForward []netip.Prefix
+	// Trusted are the other node's flows of an HA pair that input accepts
+	// on any interface: its VRRP adverts and conntrackd's sync traffic.
+	// Dropped, both nodes would think themselves master.
+	Trusted []TrustedFlow
+}
+
+// TrustedFlow is input accepted from one address: protocol Proto, and
+// when DPort is set, that destination port.
+type TrustedFlow struct {
+	Src   netip.Addr
+	Proto uint8
+	DPort uint16
 }
 
 // Normalized returns fw in a canonical form (sorted, no duplicates, zero
@@ -80,6 +92,15 @@ func (fw Firewall) Normalized() Firewall {
 	}
 	out.AdminNetworks = norm(fw.AdminNetworks)
 	out.AllowForward = norm(fw.AllowForward)
+	out.Trusted = slices.Compact(slices.SortedFunc(slices.Values(fw.Trusted), func(a, b TrustedFlow) int {
+		if c := a.Src.Compare(b.Src); c != 0 {
+			return c
+		}
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.DPort) - int(b.DPort)
+	}))
 	return out
 }
 
@@ -180,6 +201,16 @@ func firewallRules(t *nftables.Table, in, fwd *nftables.Chain, fw Firewall, addS
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 67, 0, 68}}, accept)
 	add(in, ctStatusDNAT(), accept)
+	for _, tf := range fw.Trusted {
+		is6 := tf.Src.Is6()
+		e := []expr.Any{loadSaddr(is6, 1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tf.Src.AsSlice()}}
+		e = append(e, l4proto(tf.Proto)...)
+		if tf.DPort != 0 {
+			e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, tf.DPort)})
+		}
+		add(in, nfproto(is6), e, accept)
+	}
 	if len(fw.WAN) == 0 {
 		add(in, accept)
 	} else {

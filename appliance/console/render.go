@@ -38,6 +38,13 @@ func build(s status.Snapshot, width int, h *history) *frame {
 	syncLines(f, s)
 	configLines(f, s)
 	conntrackLine(f, s)
+	if s.HA != nil {
+		style := good
+		if s.HA.Role != "MASTER" && s.HA.Role != "BACKUP" {
+			style = warn
+		}
+		f.add(kindOther, sp(style, "%s", s.HA.Line(s.Now)))
+	}
 	for _, w := range s.Warnings {
 		if outOfSync(s.Sync) && strings.HasPrefix(w, syncWarningPrefix) {
 			continue // syncLines says it, in red, at the top

@@ -158,3 +158,19 @@ func TestGoldenGraphs80x24(t *testing.T) {
 	f.fit(24)
 	golden(t, "graphs-80x24.txt", f.string(80, false))
 }
+
+// TestPairLine: a node of a pair shows its role line near the top; a
+// single appliance shows none.
+func TestPairLine(t *testing.T) {
+	s := fixedSnapshot()
+	if out := Render(s, 120, 40, false); strings.Contains(out, "pair:") {
+		t.Fatalf("single appliance shows a pair line:\n%s", out)
+	}
+	s.HA = &status.HA{Role: "BACKUP", RoleSince: s.Now.Add(-time.Minute), Priority: 100, RouterID: 51, Interface: "wan",
+		Peer: "198.51.100.4", Serving: true,
+		PeerAdvert: &status.PeerAdvert{From: "198.51.100.4", Priority: 150, At: s.Now.Add(-200 * time.Millisecond)}}
+	out := Render(s, 120, 40, false)
+	if !strings.Contains(out, "pair: BACKUP for 1m0s (priority 100, router id 51 on wan); peer 198.51.100.4 advertised priority 150 200ms ago") {
+		t.Fatalf("no pair line:\n%s", out)
+	}
+}

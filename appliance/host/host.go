@@ -182,7 +182,10 @@ func VIPs(cfg *config.Config) map[string][]netip.Addr {
 	out := map[string][]netip.Addr{}
 	seen := map[string]bool{}
 	for _, s := range cfg.Services {
-		if s.Interface == "" {
+		// In a pair keepalived adds and removes the VIPs (only the
+		// master holds them); lbd adding them too would put them on
+		// both nodes.
+		if s.Interface == "" || cfg.HAEnabled() {
 			continue
 		}
 		k := s.Interface + "|" + s.VIPAddr.String()

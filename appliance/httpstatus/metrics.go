@@ -94,6 +94,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			e.gauge(descLeaseExpiry, float64(n.LeaseExpiry.Unix()), n.Name)
 		}
 	}
+	collectHA(&e, s.HA)
 	seen := map[string]bool{}
 	for _, svc := range s.Services {
 		if seen[svc.Name] {

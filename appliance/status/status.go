@@ -25,7 +25,9 @@ type Snapshot struct {
 	Conntrack Conntrack   `json:"conntrack"`
 	Reloads   ReloadStats `json:"reloads"`
 	Sync      Sync        `json:"sync"`
-	Warnings  []string    `json:"warnings,omitempty"`
+	// HA is set on a node of a pair (ha.go).
+	HA       *HA      `json:"ha,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Config describes the configuration currently serving.

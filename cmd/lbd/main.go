@@ -38,6 +38,7 @@ usage:
   lbd diff [--config FILE]                      what a reload would change, changing nothing
   lbd edit [--config FILE]                      edit the config on the box: validate, save atomically, diff, reload
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
+  lbd ha release|resume [--timeout D]           pair ([ha]): hand the VIPs to the peer, wait until it is master
   lbd version
 
 defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocket + `
@@ -72,6 +73,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdImport(rest, stdout, stderr)
 	case "drain":
 		return cmdDrain(rest, stdout, stderr)
+	case "ha":
+		return cmdHA(rest, stdout, stderr)
 	case "undrain":
 		return cmdUndrain(rest, stdout, stderr)
 	case "conns":

@@ -125,6 +125,9 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", warn)
 	}
+	if s.HA != nil {
+		fmt.Fprintf(w, "  %s\n", s.HA.Line(s.Now))
+	}
 	var dt float64
 	before := map[string]status.Service{}
 	if prev != nil {
