@@ -70,13 +70,13 @@ func (v *validator) ha(c *Config) {
 	}
 	v.haIface(c, p+".interface", "interface", h.Interface, "the NIC carrying the VIPs and the VRRP adverts, such as \"wan\"")
 	switch {
-	case h.RouterID == 0 && v.seen[p+".router_id"] == (Pos{}):
+	case h.RouterID == 0 && !v.written(p+".router_id"):
 		v.errorf(p, "missing key \"router_id\"; expected the VRRP virtual router id 1-255, the same on both nodes")
 	case h.RouterID < 1 || h.RouterID > 255:
 		v.errorf(p+".router_id", "%d out of range; expected 1 to 255", h.RouterID)
 	}
 	switch {
-	case h.Priority == 0 && v.seen[p+".priority"] == (Pos{}):
+	case h.Priority == 0 && !v.written(p+".priority"):
 		v.errorf(p, "missing key \"priority\"; expected 1-254 (higher wins; give the peer another value)")
 	case h.Priority < 1 || h.Priority > 254:
 		v.errorf(p+".priority", "%d out of range; expected 1 to 254 (255 is reserved by VRRP for an address owner)", h.Priority)
@@ -97,7 +97,7 @@ func (v *validator) ha(c *Config) {
 		}
 	}
 	switch ai := h.AdvertInterval.D(); {
-	case v.seen[p+".advert_interval"] == (Pos{}):
+	case !v.written(p + ".advert_interval"):
 		h.AdvertInterval = Duration(DefaultAdvertInterval)
 	case ai < MinAdvertInterval || ai > MaxAdvertInterval:
 		v.errorf(p+".advert_interval", "%s out of range; expected %s to %s (VRRPv3 centiseconds)", ai, MinAdvertInterval, MaxAdvertInterval)

@@ -37,7 +37,19 @@ func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }
 // reported at the table that lacks it). Only errors call it, so the walk
 // costs nothing on a valid config.
 func (v *validator) at(path string) Pos {
-	var found Pos
+	pos, _ := v.find(path)
+	return pos
+}
+
+// written says whether the file sets the key path itself.
+func (v *validator) written(path string) bool {
+	_, exact := v.find(path)
+	return exact
+}
+
+// find walks the tree along path: the position of the deepest node found,
+// and whether that node is the path's own.
+func (v *validator) find(path string) (found Pos, exact bool) {
 	cur := v.tree
 	for path != "" && cur != nil {
 		var seg string
@@ -45,10 +57,10 @@ func (v *validator) at(path string) Pos {
 		key, rest, _ := strings.Cut(seg, "[")
 		if key != "" {
 			if cur.kind != kindTable {
-				break
+				return found, false
 			}
 			if cur = cur.tbl.get(key); cur == nil {
-				break
+				return found, false
 			}
 			found = cur.pos
 		}
@@ -61,13 +73,13 @@ func (v *validator) at(path string) Pos {
 			}
 			i, err := strconv.Atoi(idx)
 			if err != nil || cur.kind != kindArray || i < 0 || i >= len(cur.arr) {
-				return found
+				return found, false
 			}
 			cur = cur.arr[i]
 			found = cur.pos
 		}
 	}
-	return found
+	return found, cur != nil
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
