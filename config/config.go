@@ -19,6 +19,7 @@ type Config struct {
 	Firewall   Firewall    `toml:"firewall"`
 	Interfaces []Interface `toml:"interface"`
 	Services   []Service   `toml:"service"`
+	BGP        *BGP        `toml:"bgp"` // nil = no BGP (see bgp.go)
 
 	// Path is the file this was read from.
 	Path string `toml:"-"`
@@ -105,6 +106,7 @@ type Service struct {
 	SlowStart   Duration  `toml:"slow_start"`
 	Health      *Health   `toml:"health"`
 	Backends    []Backend `toml:"backend"`
+	Announce    *bool     `toml:"announce"` // with [bgp]; default true
 
 	// Protection (all optional).
 	MaxConnections       int      `toml:"max_connections"`

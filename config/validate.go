@@ -113,6 +113,7 @@ func (v *validator) config(c *Config) {
 			}
 		}
 	}
+	v.bgp(c)
 }
 
 func (v *validator) appliance(a *Appliance) {
