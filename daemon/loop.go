@@ -47,6 +47,8 @@ type inputs struct {
 	gen uint64
 	// wedge (test hook) blocks the loop.
 	wedge bool
+	// fleet gates the BGP announcements (fleet.go).
+	fleet fleetGate
 }
 
 func newInputs() inputs {
@@ -69,6 +71,9 @@ type published struct {
 	// appliedGen is the newest inputs.gen the kernel holds.
 	appliedGen uint64
 	sync       status.Sync
+	// fleet is the BGP side ([bgp]); vips what it announces and why not.
+	fleet *fleet
+	vips  []status.VIPAnnounce
 }
 
 type reloadRequest struct {
@@ -205,6 +210,7 @@ func (d *Daemon) syncOnce() error {
 	// reads it without the lock and without copying 10,000 plans per flip.
 	planned := d.pub.planned
 	if cfg == nil || (len(dirty) == 0 && !resync) {
+		d.syncAnnouncements()
 		d.markApplied(gen, nil)
 		if cfg != nil && len(drainFlushes) > 0 {
 			d.flushDrained(d.plannedList(), drainFlushes)
@@ -250,6 +256,7 @@ func (d *Daemon) syncOnce() error {
 		d.pub.planned[p.Name] = p
 	}
 	d.mu.Unlock()
+	d.syncAnnouncements()
 	d.markApplied(gen, nil)
 	d.afterDown(cfg, plans, downs)
 	d.flushDrained(plans, drainFlushes)
@@ -325,6 +332,13 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 	if err := d.monitor.Set(healthTargets(cfg, adopted)); err != nil {
 		return fail(fmt.Errorf("health checks: %w", err))
 	}
+	commitBGP, err := d.prepareBGP(cfg)
+	if err != nil {
+		if old != nil {
+			_ = d.monitor.Set(healthTargets(old, nil))
+		}
+		return fail(fmt.Errorf("bgp: %w", err))
+	}
 	plans := lb.Plan(serviceSpecs(cfg), d.availability(cfg))
 	start := time.Now()
 	st, err := d.dp.ApplyState(plans, firewallFor(cfg))
@@ -369,6 +383,7 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 		d.saveLastGood(cfg)
 	}
 	d.saveHealth()
+	commitBGP()
 	return lifted, nil
 }
 

@@ -26,6 +26,7 @@ type Snapshot struct {
 	Reloads   ReloadStats `json:"reloads"`
 	Sync      Sync        `json:"sync"`
 	Warnings  []string    `json:"warnings,omitempty"`
+	BGP       *BGP        `json:"bgp,omitempty"` // [bgp] only (bgp.go)
 }
 
 // Config describes the configuration currently serving.

@@ -125,6 +125,7 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", warn)
 	}
+	printBGP(w, s.BGP)
 	var dt float64
 	before := map[string]status.Service{}
 	if prev != nil {
