@@ -438,6 +438,28 @@ func TestFleetBGP(t *testing.T) {
 		}
 	})
 
+	t.Run("a BIRD that dies is restarted", func(t *testing.T) {
+		n2 := e.nodes[1]
+		old := e.status(n2).BGP.Bird
+		if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			b := e.status(n2).BGP.Bird
+			if b.Running && b.PID != old.PID && b.Restarts == old.Restarts+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bird not restarted: %+v", b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, vip := range []string{fleetWeb, fleetAPI, fleetSticky, fleetWeb6} {
+			e.waitHops(vip, all...)
+		}
+	})
+
 	t.Run("drain-node moves new connections away and fails none", func(t *testing.T) {
 		n3 := e.nodes[2]
 		// Connections through lb3 before the drain, held open.
@@ -457,27 +479,7 @@ func TestFleetBGP(t *testing.T) {
 		if len(held) == 0 {
 			t.Fatal("no connection went through lb3")
 		}
-		var ok, failed atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, _, err := e.ask(k%lab.FleetClients, vipPort(fleetWeb, 7000)); err != nil {
-					failed.Add(1)
-					t.Logf("new connection failed during the drain: %v", err)
-				} else {
-					ok.Add(1)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
+		stopLoad := e.load(t, vipPort(fleetWeb, 7000))
 		out, err := e.lbd(n3, "drain-node", "--timeout", "60s")
 		t.Logf("lbd drain-node: %s", strings.TrimSpace(out))
 		if err != nil {
@@ -486,12 +488,14 @@ func TestFleetBGP(t *testing.T) {
 		for _, vip := range []string{fleetWeb, fleetAPI, fleetSticky, fleetWeb6} {
 			e.waitHops(vip, 1, 2)
 		}
-		time.Sleep(time.Second) // more new connections after the withdraw
-		close(stop)
-		wg.Wait()
-		t.Logf("new connections during the drain: %d ok, %d failed", ok.Load(), failed.Load())
-		if failed.Load() != 0 || ok.Load() == 0 {
-			t.Errorf("new connections during drain-node: %d ok, %d failed; want 0 failed", ok.Load(), failed.Load())
+		// The maintenance itself: lb3 goes away. A new connection the
+		// router still sent to it would now fail.
+		e.link(3, "down")
+		time.Sleep(time.Second)
+		st := stopLoad()
+		t.Logf("connections during the drain: %s", st)
+		if st.newFailed != 0 || st.ok == 0 {
+			t.Errorf("new connections during drain-node: %s; want none failed", st)
 		}
 		s := e.status(n3)
 		if s.BGP == nil || !s.BGP.Draining || vipState(s, fleetWeb).Reason != status.WithdrawnDraining {
@@ -516,10 +520,32 @@ func TestFleetBGP(t *testing.T) {
 		if resets != len(held) {
 			t.Errorf("%d of %d held connections got a reset", resets, len(held))
 		}
+		e.link(3, "up")
 		if out, err := e.lbd(n3, "undrain-node"); err != nil {
 			t.Fatalf("undrain-node: %v\n%s", err, out)
 		}
 		e.waitHops(fleetWeb, all...)
+	})
+
+	t.Run("SIGTERM withdraws first and fails no new connection", func(t *testing.T) {
+		n3 := e.nodes[2]
+		stopLoad := e.load(t, vipPort(fleetWeb, 7000))
+		began := time.Now()
+		e.stop(n3, false) // fails the test unless lbd exits 0
+		t.Logf("lbd on lb3 exited %s after SIGTERM", time.Since(began).Round(time.Millisecond))
+		e.waitHops(fleetWeb, 1, 2)
+		e.link(3, "down") // the reboot
+		time.Sleep(time.Second)
+		st := stopLoad()
+		t.Logf("connections while lb3 stopped: %s", st)
+		if st.newFailed != 0 || st.ok == 0 {
+			t.Errorf("new connections while lb3 stopped: %s; want none failed", st)
+		}
+		e.link(3, "up")
+		e.start(n3)
+		for _, vip := range []string{fleetWeb, fleetAPI, fleetSticky, fleetWeb6} {
+			e.waitHops(vip, all...)
+		}
 	})
 
 	t.Run("a node that dies hard is dropped by BFD", func(t *testing.T) {
@@ -527,9 +553,7 @@ func TestFleetBGP(t *testing.T) {
 		birdPid := e.status(n1).BGP.Bird.PID
 		// The link goes first, so no BGP Cease or TCP reset can reach
 		// the router: only BFD (or the hold timer) can notice.
-		if err := e.f.Exec(e.f.Node(1), "ip", "link", "set", "eth0", "down"); err != nil {
-			t.Fatal(err)
-		}
+		e.link(1, "down")
 		_ = syscall.Kill(birdPid, syscall.SIGKILL)
 		e.stop(n1, true)
 		d := e.waitHops(fleetWeb, 2, 3)
@@ -542,10 +566,67 @@ func TestFleetBGP(t *testing.T) {
 				t.Errorf("new connection %d after lb1 died: node %d, %v", k, node, err)
 			}
 		}
-		if bird, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", birdPid)); len(bird) > 0 {
-			t.Errorf("lb1's bird (pid %d) still runs", birdPid)
+		// A zombie (state Z, not reaped yet) has stopped running.
+		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", birdPid)); len(st) > 0 && strings.Contains(string(st), "(bird)") && !strings.Contains(string(st), ") Z ") {
+			t.Errorf("lb1's bird (pid %d) still runs: %s", birdPid, st)
 		}
 	})
+}
+
+// loadStats counts the connections of a load: ok, failed before they
+// were established (a new connection refused or lost: what a drain must
+// avoid), and broken after (an established flow moved by the router to a
+// node that does not know it, which answers with a reset).
+type loadStats struct{ ok, newFailed, moved int64 }
+
+func (s loadStats) String() string {
+	return fmt.Sprintf("%d ok, %d new connections failed, %d established flows moved by the router (reset)", s.ok, s.newFailed, s.moved)
+}
+
+// load makes new connections to addr, one every 10 ms from the client
+// addresses in turn, until the returned function stops it.
+func (e *fleetEnv) load(t *testing.T, addr string) func() loadStats {
+	var ok, newFailed, moved atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn, err := e.f.DialFrom("client", lab.FleetClientAddr(k%lab.FleetClients), addr, 5*time.Second)
+			if err != nil {
+				newFailed.Add(1)
+				t.Logf("new connection failed: %v", err)
+				continue
+			}
+			if _, err := lab.AskOn(conn, "hi"); err != nil {
+				moved.Add(1)
+				t.Logf("established connection broken: %v", err)
+			} else {
+				ok.Add(1)
+			}
+			conn.Close()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return func() loadStats {
+		close(stop)
+		wg.Wait()
+		return loadStats{ok.Load(), newFailed.Load(), moved.Load()}
+	}
+}
+
+// link sets node i's link to the router up or down.
+func (e *fleetEnv) link(i int, state string) {
+	e.t.Helper()
+	if err := e.f.NodeLink(i, state == "up"); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // isReset reports a connection reset by the peer.

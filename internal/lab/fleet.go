@@ -115,6 +115,8 @@ func (f *Fleet) build() error {
 			return err
 		}
 		if err := f.run([][]string{
+			// Keep the IPv6 addresses when a test takes the link down.
+			{n, "sysctl", "-qw", "net.ipv6.conf.eth0.keep_addr_on_down=1"},
 			{"rt", "ip", "link", "set", fmt.Sprintf("f%d", i), "master", "frontbr"},
 			{"sw", "ip", "link", "set", fmt.Sprintf("l%d", i), "master", "lanbr"},
 			{n, "ip", "addr", "add", NodeFrontV4(i) + "/25", "dev", "eth0"},
@@ -266,4 +268,19 @@ func (f *Fleet) StartBackends(labserver string) error {
 		}
 	}
 	return nil
+}
+
+// NodeLink takes node i's link to the router down (the node vanishes for
+// the router) or up again, putting back the default routes the kernel
+// dropped with the link.
+func (f *Fleet) NodeLink(i int, up bool) error {
+	n := f.Node(i)
+	if !up {
+		return f.Exec(n, "ip", "link", "set", "eth0", "down")
+	}
+	return f.run([][]string{
+		{n, "ip", "link", "set", "eth0", "up"},
+		{n, "ip", "route", "replace", "default", "via", RouterFrontV4},
+		{n, "ip", "-6", "route", "replace", "default", "via", RouterFrontV6},
+	})
 }
