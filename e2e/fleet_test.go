@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -505,7 +506,8 @@ func TestFleetBGP(t *testing.T) {
 			t.Errorf("lbd status does not say draining:\n%s", out)
 		}
 		// Held flows moved with the route: another node does not know
-		// them and the client hears a reset, not silence.
+		// them and answers with a reset (its fleet rule), not silence.
+		before := e.resetCount(1) + e.resetCount(2)
 		resets := 0
 		for _, c := range held {
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -519,6 +521,9 @@ func TestFleetBGP(t *testing.T) {
 		t.Logf("%d of %d connections held through lb3 ended with a reset", resets, len(held))
 		if resets != len(held) {
 			t.Errorf("%d of %d held connections got a reset", resets, len(held))
+		}
+		if sent := e.resetCount(1) + e.resetCount(2) - before; sent < resets {
+			t.Errorf("lb1 and lb2 reset %d unknown flows, want at least %d (the resets must come from the appliances)", sent, resets)
 		}
 		e.link(3, "up")
 		if out, err := e.lbd(n3, "undrain-node"); err != nil {
@@ -619,6 +624,22 @@ func (e *fleetEnv) load(t *testing.T, addr string) func() loadStats {
 		wg.Wait()
 		return loadStats{ok.Load(), newFailed.Load(), moved.Load()}
 	}
+}
+
+// resetCount sums node i's counters of the rule that resets TCP packets
+// of unknown flows to a VIP.
+func (e *fleetEnv) resetCount(i int) int {
+	e.t.Helper()
+	out, err := e.f.Output(e.f.Node(i), "nft", "list", "chain", "inet", "lbd", "prerouting")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile(`dport @svc[46] counter packets (\d+)`).FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n
 }
 
 // link sets node i's link to the router up or down.

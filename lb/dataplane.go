@@ -282,7 +282,7 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	if len(existing) > 0 {
 		d.pruneProtection(c, want)
 	}
-	d.addBaseChains(c, existing)
+	d.addBaseChains(c, fw.ResetUnknown)
 	d.writeFirewall(c, fw, existing)
 	// Stream the elements out in chunks rather than building one list of
 	// hundreds of thousands first.
@@ -335,14 +335,13 @@ func (b *elementBatcher) flush() int {
 	return b.n
 }
 
-func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
+func (d *Dataplane) addBaseChains(c *nftables.Conn, resetUnknown bool) {
 	pre, out, post := d.baseChains()
-	for _, ch := range []*nftables.Chain{pre, out} {
-		c.AddChain(ch)
-		c.FlushChain(ch)
-		c.AddRule(dispatchRule(d.table, ch, d.sets.svc4, false))
-		c.AddRule(dispatchRule(d.table, ch, d.sets.svc6, true))
-	}
+	d.writePrerouting(c, pre, resetUnknown)
+	c.AddChain(out)
+	c.FlushChain(out)
+	c.AddRule(dispatchRule(d.table, out, d.sets.svc4, false))
+	c.AddRule(dispatchRule(d.table, out, d.sets.svc6, true))
 	c.AddChain(post)
 	c.FlushChain(post)
 	c.AddRule(snatRule(d.table, post))
@@ -512,6 +511,10 @@ func (d *Dataplane) diffSync(want map[string]*Service, fw Firewall) (ApplyStats,
 	}
 	if fwChanged {
 		d.writeFirewall(c, fw, map[string]bool{fwInputChain: d.fw.Enabled, fwForwardChain: d.fw.Enabled})
+		if fw.ResetUnknown != d.fw.ResetUnknown {
+			pre, _, _ := d.baseChains()
+			d.writePrerouting(c, pre, fw.ResetUnknown)
+		}
 	}
 	st.ElementsAdded = d.addElements(c, adds)
 	st.ServicesAdded, st.ServicesRemoved, st.ServicesRewired = len(added), len(removed), len(rewired)

@@ -51,6 +51,10 @@ type Firewall struct {
 	// AllowForward are sources (typically backends) whose own outgoing
 	// connections the LB forwards; other non-VIP forwarding is dropped.
 	AllowForward []netip.Prefix
+	// ResetUnknown answers a TCP packet to a VIP that belongs to no flow
+	// this node knows with a reset (a fleet: see fleetreset.go). It is
+	// independent of Enabled.
+	ResetUnknown bool
 }
 
 // Normalized returns fw in a canonical form (sorted, no duplicates, zero
@@ -58,9 +62,9 @@ type Firewall struct {
 // reload that does not change it writes nothing.
 func (fw Firewall) Normalized() Firewall {
 	if !fw.Enabled {
-		return Firewall{}
+		return Firewall{ResetUnknown: fw.ResetUnknown}
 	}
-	out := Firewall{Enabled: true}
+	out := Firewall{Enabled: true, ResetUnknown: fw.ResetUnknown}
 	out.WAN = slices.Compact(slices.Sorted(slices.Values(fw.WAN)))
 	out.ManagementPorts = slices.Compact(slices.Sorted(slices.Values(fw.ManagementPorts)))
 	norm := func(ps []netip.Prefix) []netip.Prefix {
