@@ -439,6 +439,43 @@ func TestFleetBGP(t *testing.T) {
 		}
 	})
 
+	t.Run("a new VIP is announced without restarting BIRD or resetting sessions", func(t *testing.T) {
+		type birdRun struct {
+			pid   int
+			since []string
+		}
+		runs := map[int]birdRun{}
+		for _, n := range e.nodes {
+			s := e.status(n)
+			r := birdRun{pid: s.BGP.Bird.PID}
+			for _, nb := range s.BGP.Neighbors {
+				r.since = append(r.since, nb.Since)
+			}
+			runs[n.i] = r
+			extra := "\n[[service]]\nname = \"new\"\nvip = \"203.0.113.13\"\nport = 7000\n  [[service.backend]]\n  address = \"192.0.2.11:7000\"\n"
+			e.write(n, fleetConfig(n.i, "")+extra)
+			if out, err := e.lbd(n, "reload"); err != nil {
+				t.Fatalf("lb%d reload: %v\n%s", n.i, err, out)
+			}
+		}
+		e.waitHops("203.0.113.13", all...)
+		for _, n := range e.nodes {
+			s := e.status(n)
+			r := birdRun{pid: s.BGP.Bird.PID}
+			for _, nb := range s.BGP.Neighbors {
+				r.since = append(r.since, nb.Since)
+			}
+			if r.pid != runs[n.i].pid || !slices.Equal(r.since, runs[n.i].since) {
+				t.Errorf("lb%d: bird or its sessions restarted: before %+v, after %+v", n.i, runs[n.i], r)
+			}
+			e.write(n, fleetConfig(n.i, ""))
+			if out, err := e.lbd(n, "reload"); err != nil {
+				t.Fatalf("lb%d reload: %v\n%s", n.i, err, out)
+			}
+		}
+		e.waitHops("203.0.113.13")
+	})
+
 	t.Run("a BIRD that dies is restarted", func(t *testing.T) {
 		n2 := e.nodes[1]
 		old := e.status(n2).BGP.Bird
@@ -556,6 +593,21 @@ func TestFleetBGP(t *testing.T) {
 	t.Run("a node that dies hard is dropped by BFD", func(t *testing.T) {
 		n1 := e.nodes[0]
 		birdPid := e.status(n1).BGP.Bird.PID
+		// Connections held through the other nodes: how many survive the
+		// router's rehash is measured (Linux's hash-threshold multipath
+		// moves some of them), not asserted.
+		var others []net.Conn
+		for k := 0; k < 60 && len(others) < 20; k++ {
+			conn, err := e.f.DialFrom("client", lab.FleetClientAddr(k%lab.FleetClients), vipPort(fleetWeb, 7000), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ans, err := lab.AskOn(conn, "hold"); err == nil && nodeOf(ans) != 1 {
+				others = append(others, conn)
+			} else {
+				conn.Close()
+			}
+		}
 		// The link goes first, so no BGP Cease or TCP reset can reach
 		// the router: only BFD (or the hold timer) can notice.
 		e.link(1, "down")
@@ -571,6 +623,14 @@ func TestFleetBGP(t *testing.T) {
 				t.Errorf("new connection %d after lb1 died: node %d, %v", k, node, err)
 			}
 		}
+		survived := 0
+		for _, c := range others {
+			if _, err := lab.AskOn(c, "after"); err == nil {
+				survived++
+			}
+			c.Close()
+		}
+		t.Logf("%d of %d connections held through lb2 and lb3 survived the router's rehash", survived, len(others))
 		// A zombie (state Z, not reaped yet) has stopped running.
 		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", birdPid)); len(st) > 0 && strings.Contains(string(st), "(bird)") && !strings.Contains(string(st), ") Z ") {
 			t.Errorf("lb1's bird (pid %d) still runs: %s", birdPid, st)
