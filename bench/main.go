@@ -74,6 +74,7 @@ type Results struct {
 	Conntrack  []ConntrackRun `json:"conntrack,omitempty"`
 	Failover   []FailoverRun  `json:"failover,omitempty"`
 	Reload     []ReloadRun    `json:"reload,omitempty"`
+	Fleet      *FleetRun      `json:"fleet,omitempty"`
 	Problems   []string       `json:"problems,omitempty"`
 	IdleBefore []float64      `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
 	LoadAvg    string         `json:"loadavg"`
@@ -95,7 +96,7 @@ func main() {
 	os.Exit(benchMain(os.Args[1:]))
 }
 
-const allSections = "dataplane,scale,control,flip,conntrack,failover,reload"
+const allSections = "dataplane,scale,control,flip,conntrack,failover,reload,fleet"
 
 func benchMain(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
@@ -203,6 +204,7 @@ func benchMain(args []string) int {
 	}{
 		{"dataplane", o.dataplane}, {"scale", o.scale}, {"control", o.control},
 		{"flip", o.flips}, {"conntrack", o.conntrackPoll}, {"failover", o.failover}, {"reload", o.reloadUnderLoad},
+		{"fleet", o.fleet},
 	}
 	for _, st := range steps {
 		if o.sections[st.name] && ctx.Err() == nil {

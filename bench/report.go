@@ -228,6 +228,7 @@ func report(o *opts, r *Results) string {
 		"- Failover stop times and everything else random come from one seed, printed in the log and\n" +
 		"  in section 4 (`-seed` repeats a run's choices).\n")
 
+	p("%s", fleetReport(r))
 	if len(r.Problems) > 0 {
 		p("\n## Problems during this run\n\n")
 		for _, pr := range r.Problems {
