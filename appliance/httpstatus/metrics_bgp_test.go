@@ -13,7 +13,7 @@ func TestMetricsBGP(t *testing.T) {
 	s.mu.Lock()
 	s.snap.BGP = &status.BGP{ASN: 65010, Draining: true, Bird: status.BirdState{Running: true, Restarts: 2},
 		Neighbors: []status.BGPNeighbor{{Address: "203.0.113.254", Up: true, BFD: "Up"}, {Address: "2001:db8:4::fe", Up: false}},
-		VIPs: []status.VIPAnnounce{{VIP: "203.0.113.10", Announced: true}, {VIP: "203.0.113.11", Reason: status.WithdrawnNoBackend}}}
+		VIPs:      []status.VIPAnnounce{{VIP: "203.0.113.10", Announced: true}, {VIP: "203.0.113.11", Reason: status.WithdrawnNoBackend}}}
 	snap := s.snap
 	s.mu.Unlock()
 	_, body := s.get(t, "/metrics")
