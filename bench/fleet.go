@@ -171,23 +171,16 @@ func (r *fleetRig) announceOn(n int) error {
 	return err
 }
 
-// fleet is section 7.
+// fleet is section 7. Every CPS run gets a fresh lab, like section 1: at
+// thousands of connections per second, TIME_WAIT entries in the
+// appliances' conntrack tables and on the backends pile up for minutes and
+// would slow the runs that follow. The node losses share one more lab.
 func (o *opts) fleet(res *Results) {
-	r, err := o.newFleetRig()
-	if err != nil {
-		o.fail(res, "fleet: %v", err)
-		return
-	}
-	defer r.Close()
 	fr := &FleetRun{CPS: map[int][]float64{}, CPSErrors: map[int]int{}}
 	res.Fleet = fr
 	for rep := 0; rep < o.reps && o.ctx.Err() == nil; rep++ {
 		for _, n := range []int{1, 2, 3} {
-			if err := r.announceOn(n); err != nil {
-				o.fail(res, "fleet CPS with %d appliances: %v", n, err)
-				continue
-			}
-			w, err := r.wrkClose(o.dur)
+			w, err := o.fleetCPS(n)
 			if err != nil {
 				o.fail(res, "fleet CPS with %d appliances: %v", n, err)
 				continue
@@ -197,10 +190,15 @@ func (o *opts) fleet(res *Results) {
 			fr.CPSErrors[n] += w.Errors
 		}
 	}
-	if err := r.announceOn(3); err != nil {
+	if o.ctx.Err() != nil {
+		return
+	}
+	r, err := o.newFleetRig()
+	if err != nil {
 		o.fail(res, "fleet: %v", err)
 		return
 	}
+	defer r.Close()
 	losses := 5
 	if o.quick {
 		losses = 2
@@ -211,6 +209,19 @@ func (o *opts) fleet(res *Results) {
 			o.fail(res, "fleet node loss %d: %v", k+1, err)
 		}
 	}
+}
+
+// fleetCPS measures CPS through the first n appliances of a fresh lab.
+func (o *opts) fleetCPS(n int) (WrkResult, error) {
+	r, err := o.newFleetRig()
+	if err != nil {
+		return WrkResult{}, err
+	}
+	defer r.Close()
+	if err := r.announceOn(n); err != nil {
+		return WrkResult{}, err
+	}
+	return r.wrkClose(o.dur)
 }
 
 // wrkClose is CPS through the router: three wrk processes (21
@@ -260,6 +271,9 @@ func (r *fleetRig) wrkClose(d time.Duration) (WrkResult, error) {
 // connections, with connections held through the other appliances, then
 // brings it back.
 func (r *fleetRig) loseNode(victim int, fr *FleetRun) error {
+	if _, err := r.waitHops(1, 2, 3); err != nil {
+		return err
+	}
 	held, err := r.holdElsewhere(victim, 20)
 	if err != nil {
 		return err
