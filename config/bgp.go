@@ -143,6 +143,9 @@ func (v *validator) bgp(c *Config) {
 		if !s.SNATEnabled() {
 			v.errorf(p+".snat", "snat = false cannot be used with [bgp]: in a fleet each appliance must masquerade toward the backends with its own address so that replies come back to the appliance that holds the flow; without it the backends answer through their gateway, which is one appliance (or none) for the whole fleet")
 		}
+		if s.Announced(c) && s.Interface != "" {
+			v.errorf(p+".interface", "an announced VIP is not put on an interface: every appliance of the fleet would answer ARP/NDP for it; the router reaches it through the BGP next hops (drop the key, or set announce = false)")
+		}
 		if s.Announced(c) && s.VIPAddr.IsValid() && len(seen) > 0 && !fam[s.VIPAddr.Is6()] {
 			v.errorf(p+".vip", "VIP %s is %s but no [[bgp.neighbor]] is; lbd announces each family over sessions of that family (add a neighbor or set announce = false)", s.VIPAddr, family(s.VIPAddr))
 		}

@@ -104,6 +104,8 @@ func TestParseBGPErrors(t *testing.T) {
 		{"unknown key", bgp + nb + "multihop = 2\n", []string{"7:1: bgp.neighbor[0].multihop: unknown key"}},
 		{"snat off in a fleet", bgp + nb + svc + "snat = false\n", []string{"12:8: service[0].snat: snat = false cannot be used with [bgp]: in a fleet each appliance must masquerade"}},
 		{"announce without bgp", svc + "announce = true\n", []string{"6:12: service[0].announce: only used with [bgp]"}},
+		{"announced VIP on an interface", "[[interface]]\nname = \"wan\"\ndevice = \"eth0\"\n" + bgp + nb + svc + "interface = \"wan\"\n",
+			[]string{"15:13: service[0].interface: an announced VIP is not put on an interface"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

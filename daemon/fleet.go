@@ -90,6 +90,9 @@ func (d *Daemon) prepareBGP(cfg *config.Config) (func(), error) {
 		if err := f.sup.Apply(text); err != nil {
 			d.log.Error("bird config", "err", err)
 		}
+		// A config that brings [bgp] after lbd became ready starts its
+		// announce_delay now: wake the loop when it has passed.
+		time.AfterFunc(cfg.BGP.Delay()+10*time.Millisecond, func() { d.record(func(*inputs) {}) })
 	}, nil
 }
 
