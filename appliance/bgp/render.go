@@ -106,9 +106,11 @@ func Render(b *config.BGP, source string) string {
 			p("\tkeepalive time %d;", max(1, h/3))
 		}
 		// A dead appliance must leave the router's table now, not be kept
-		// as stale by graceful restart; and sessions come back in seconds
-		// after a restart instead of BIRD's default 120 s retry.
+		// as stale by graceful restart; and sessions come up in a second
+		// (BIRD waits 5 s by default) and come back in seconds after a
+		// failure instead of BIRD's default 120 s retry.
 		p("\tgraceful restart off;")
+		p("\tconnect delay time 1;")
 		p("\tconnect retry time 2;")
 		p("\terror wait time 1, 10;")
 		if n.BFD {
