@@ -18,7 +18,7 @@ import (
 	"lbd/internal/lab"
 )
 
-// FleetRun is section 7: three lbd appliances behind a BIRD router with
+// FleetRun is section 6: three lbd appliances behind a BIRD router with
 // ECMP and BFD (internal/lab.Fleet), the same lab as e2e TestFleetBGP.
 type FleetRun struct {
 	// CPS by number of announcing appliances, one value per repetition.
@@ -171,7 +171,7 @@ func (r *fleetRig) announceOn(n int) error {
 	return err
 }
 
-// fleet is section 7. Every CPS run gets a fresh lab, like section 1: at
+// fleet is section 6. Every CPS run gets a fresh lab, like section 1: at
 // thousands of connections per second, TIME_WAIT entries in the
 // appliances' conntrack tables and on the backends pile up for minutes and
 // would slow the runs that follow. The node losses share one more lab.
@@ -436,7 +436,7 @@ func fleetReport(r *Results) string {
 	}
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("\n## 7. Fleet: BGP + ECMP + BFD (issue 12)\n\n")
+	p("\n## 6. Fleet: BGP + ECMP + BFD (issue 12)\n\n")
 	p("Three lbd appliances, each with its own BIRD 2, peer with a BIRD router (eBGP, BFD 100 ms x 3,\n" +
 		"`merge paths on` into kernel multipath, `fib_multipath_hash_policy = 1`); the client sits\n" +
 		"behind the router, the three nginx backends on one segment shared by the appliances\n" +

@@ -194,6 +194,7 @@ func report(o *opts, r *Results) string {
 		}
 	}
 
+	p("%s", fleetReport(r))
 	p("\n## Method\n\n" +
 		"- Lab: `internal/lab` standard topology, namespaces `lbdt-bench-PID-*`: client (198.51.100.2) ->\n" +
 		"  lb (bridges, forwarding on) -> 3 backends 192.0.2.11-13; the VIP 203.0.113.10 is routed to the lb.\n" +
@@ -228,7 +229,6 @@ func report(o *opts, r *Results) string {
 		"- Failover stop times and everything else random come from one seed, printed in the log and\n" +
 		"  in section 4 (`-seed` repeats a run's choices).\n")
 
-	p("%s", fleetReport(r))
 	if len(r.Problems) > 0 {
 		p("\n## Problems during this run\n\n")
 		for _, pr := range r.Problems {
