@@ -428,7 +428,7 @@ func httpOn(c net.Conn, conn string) error {
 	return err
 }
 
-// fleetReport renders section 7.
+// fleetReport renders section 6.
 func fleetReport(r *Results) string {
 	fr := r.Fleet
 	if fr == nil {
