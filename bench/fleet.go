@@ -373,7 +373,9 @@ func (r *fleetRig) holdElsewhere(victim, n int) ([]net.Conn, error) {
 			c.Close()
 			return out, err
 		}
-		if r.viaNode(c) == victim {
+		// Only connections whose appliance is known for sure (its
+		// conntrack table holds the flow) and is not the victim.
+		if via := r.viaNode(c); via == 0 || via == victim {
 			c.Close()
 			continue
 		}
@@ -386,13 +388,20 @@ func (r *fleetRig) holdElsewhere(victim, n int) ([]net.Conn, error) {
 // tables: the one that holds the flow's client port.
 func (r *fleetRig) viaNode(c net.Conn) int {
 	port := strconv.Itoa(c.LocalAddr().(*net.TCPAddr).Port)
+	found := 0
 	for i := 1; i <= 3; i++ {
-		out, _ := r.f.Output(r.f.Node(i), "conntrack", "-L", "-p", "tcp", "--sport", port, "--dst", fleetVIP)
-		if strings.Contains(out, "sport="+port) {
-			return i
+		out, err := r.f.Output(r.f.Node(i), "conntrack", "-L", "-p", "tcp", "--sport", port, "--dst", fleetVIP)
+		if err != nil {
+			return 0
+		}
+		if strings.Contains(out, "sport="+port+" ") {
+			if found != 0 {
+				return 0 // the same client port on two appliances: unsure
+			}
+			found = i
 		}
 	}
-	return 0
+	return found
 }
 
 // httpOn does one GET on an open connection and reads the answer (nginx:
@@ -472,7 +481,7 @@ func fleetReport(r *Results) string {
 		for _, x := range fr.SlowNew {
 			slowN = append(slowN, float64(x))
 		}
-		p("| new connections failed per node loss (3 s connect timeout; of those tried, one every 5 ms) | %.0f of %.0f | %s |\n", median(failed), median(tried), ints(fr.FailedNew))
+		p("| connections started during a node loss that failed (3 s timeouts; one started every 5 ms) | %.0f of %.0f | %s |\n", median(failed), median(tried), ints(fr.FailedNew))
 		p("| new connections delayed over 500 ms per node loss (their SYN went to the dead node and was retransmitted after the router moved) | %.0f | %s |\n", median(slowN), ints(fr.SlowNew))
 		p("| other appliances' established connections that survived the rehash | %.0f%% | %s of %s |\n", median(shares)*100, ints(fr.Survived), ints(fr.Held))
 		p("\nNew connections fail only while the router still hashes to the dead appliance (the detection\n" +
