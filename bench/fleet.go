@@ -446,7 +446,7 @@ func fleetReport(r *Results) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("\n## 6. Fleet: BGP + ECMP + BFD (issue 12)\n\n")
-	p("Three lbd appliances, each with its own BIRD 2, peer with a BIRD router (eBGP, BFD 100 ms x 3,\n" +
+	p("Three lbd appliances, each with its own BIRD 2, peer with a BIRD router (eBGP, BFD 100 ms x 5,\n" +
 		"`merge paths on` into kernel multipath, `fib_multipath_hash_policy = 1`); the client sits\n" +
 		"behind the router, the three nginx backends on one segment shared by the appliances\n" +
 		"(internal/lab.Fleet, the lab of e2e TestFleetBGP). All namespaces share this machine's cores.\n\n")

@@ -58,6 +58,9 @@ func TestParseBGP(t *testing.T) {
 	if b.Delay() != 2*time.Second {
 		t.Errorf("announce_delay default: %v", b.Delay())
 	}
+	if i, m := b.BFD(); i != 100*time.Millisecond || m != 5 {
+		t.Errorf("bfd defaults: %v x %d", i, m)
+	}
 	n0, n1 := b.Neighbors[0], b.Neighbors[1]
 	if !n0.BFD || n0.Hold() != 9*time.Second || n0.Password != "s3cret" || n0.SourceAddr != b.SourceAddr {
 		t.Errorf("neighbor 0: %+v", n0)
@@ -100,6 +103,8 @@ func TestParseBGPErrors(t *testing.T) {
 		{"hold time fraction", bgp + nb + "hold_time = \"2500ms\"\n", []string{"7:13: bgp.neighbor[0].hold_time: 2.5s is not whole seconds"}},
 		{"hold time short", bgp + nb + "hold_time = \"2s\"\n", []string{"7:13: bgp.neighbor[0].hold_time: 2s out of range"}},
 		{"password quote", bgp + nb + "password = 'a\"b'\n", []string{"7:12: bgp.neighbor[0].password: must not hold"}},
+		{"bfd interval", strings.Replace(bgp, "asn = 65010\n", "asn = 65010\nbfd_interval = \"5ms\"\nbfd_multiplier = 300\n", 1) + nb,
+			[]string{"3:16: bgp.bfd_interval: 5ms out of range", "4:18: bgp.bfd_multiplier: 300 out of range"}},
 		{"duplicate neighbor", bgp + nb + nb, []string{"8:11: bgp.neighbor[1].address: duplicate neighbor"}},
 		{"unknown key", bgp + nb + "multihop = 2\n", []string{"7:1: bgp.neighbor[0].multihop: unknown key"}},
 		{"snat off in a fleet", bgp + nb + svc + "snat = false\n", []string{"12:8: service[0].snat: snat = false cannot be used with [bgp]: in a fleet each appliance must masquerade"}},

@@ -40,13 +40,6 @@ const (
 	peerPrefix  = "peer_"
 )
 
-// BFD timers: 100 ms x 3 is a failure detected in about 0.3 s, well under
-// the 1 s target, and cheap (10 packets/s per session).
-const (
-	bfdInterval   = 100 * time.Millisecond
-	bfdMultiplier = 3
-)
-
 // PeerName is the BIRD protocol name of a neighbor ("peer_198_51_100_254").
 func PeerName(a netip.Addr) string {
 	r := strings.NewReplacer(".", "_", ":", "_")
@@ -84,11 +77,14 @@ func Render(b *config.BGP, source string) string {
 		anyBFD = anyBFD || n.BFD
 	}
 	if anyBFD {
+		// bfd_interval x bfd_multiplier is the detection time (defaults
+		// 100 ms x 5: 0.5 s), at 1/interval packets per second and session.
+		interval, mult := b.BFD()
 		p("protocol bfd %s {", bfdProto)
 		p("\tinterface \"*\" {")
-		p("\t\tmin rx interval %d ms;", bfdInterval.Milliseconds())
-		p("\t\tmin tx interval %d ms;", bfdInterval.Milliseconds())
-		p("\t\tmultiplier %d;", bfdMultiplier)
+		p("\t\tmin rx interval %d ms;", interval.Milliseconds())
+		p("\t\tmin tx interval %d ms;", interval.Milliseconds())
+		p("\t\tmultiplier %d;", mult)
 		p("\t};")
 		p("}")
 		p("")

@@ -51,7 +51,8 @@ func TestRender(t *testing.T) {
 		"ipv4 { table lbd_vips4; import all; export none; };",
 		"ipv6 { table lbd_vips6; import all; export none; };",
 		"protocol bfd lbd_bfd {",
-		"multiplier 3;",
+		"min rx interval 100 ms;",
+		"multiplier 5;",
 		"protocol bgp peer_203_0_113_254 {\n\tlocal 203.0.113.129 as 65010;\n\tneighbor 203.0.113.254 as 65000;\n\thold time 9;",
 		"\tbfd on;\n\tpassword \"s3cret\";\n\tipv4 { table lbd_vips4; import none; export all; next hop self; };",
 		// The IPv6 session does not take the IPv4 source address.
