@@ -492,8 +492,10 @@ func fleetReport(r *Results) string {
 		p("| connections started during a node loss (open loop, one every 5 ms, 3 s timeouts) that failed | %.0f of %.0f | %s |\n", median(failed), median(tried), ints(fr.FailedNew))
 		p("| of those, delayed over 500 ms (the SYN went to the dead appliance; TCP's retransmit 1 s later found the new route) | %.0f | %s |\n", median(slowN), ints(fr.SlowNew))
 		p("| other appliances' established connections that survived the rehash | %.0f%% | %s of %s |\n", median(shares)*100, ints(fr.Survived), ints(fr.Held))
-		p("\nNew connections fail only while the router still hashes to the dead appliance (the detection\n" +
-			"window). Connections held by the appliances that stay are moved too when the router's\n" +
+		p("\nA new connection whose SYN the router sends to the dead appliance inside the detection window\n" +
+			"is not lost: TCP retransmits the SYN after 1 s, when the router has moved, so it is delayed by\n" +
+			"about a second. One fails when its handshake got through the appliance just before it died.\n" +
+			"Connections held by the appliances that stay are moved too when the router's\n" +
 			"hash-threshold multipath redraws its ranges from three to two next hops; each moved one gets\n" +
 			"a reset from the appliance it lands on. A resilient next-hop group on the router keeps them\n" +
 			"(README, Running a fleet).\n")
