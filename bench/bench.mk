@@ -4,7 +4,7 @@
 # BENCH_QUICK=1) is the smoke mode, about 5 minutes on a loaded machine (the
 # issue-13 rows at 1,000 services), and writes out/BENCHMARKS-quick.md
 # instead. Needs root.
-BENCH_DEBS := wrk haproxy nftlb iperf3 nginx nftables iproute2 procps
+BENCH_DEBS := wrk haproxy nftlb iperf3 nginx nftables iproute2 procps bird2 conntrack
 BENCH_BIN  := $(OUT)/bench
 BENCH_OUT  := $(if $(filter 1,$(BENCH_QUICK)),$(OUT)/BENCHMARKS-quick.md,BENCHMARKS.md)
 BENCH_ARGS := $(if $(filter 1,$(BENCH_QUICK)),-quick -json $(OUT)/BENCHMARKS-quick.json,-json bench/BENCHMARKS.json)

@@ -75,6 +75,7 @@ type Results struct {
 	Failover   []FailoverRun  `json:"failover,omitempty"`
 	Pair       []PairRun      `json:"pair,omitempty"` // HA pair takeovers (pair.go)
 	Reload     []ReloadRun    `json:"reload,omitempty"`
+	Fleet      *FleetRun      `json:"fleet,omitempty"`
 	Problems   []string       `json:"problems,omitempty"`
 	IdleBefore []float64      `json:"idle_before,omitempty"` // machine idle share before each data-plane rep
 	LoadAvg    string         `json:"loadavg"`
@@ -96,7 +97,7 @@ func main() {
 	os.Exit(benchMain(os.Args[1:]))
 }
 
-const allSections = "dataplane,scale,control,flip,conntrack,failover,pair,reload"
+const allSections = "dataplane,scale,control,flip,conntrack,failover,pair,reload,fleet"
 
 func benchMain(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
@@ -204,6 +205,7 @@ func benchMain(args []string) int {
 	}{
 		{"dataplane", o.dataplane}, {"scale", o.scale}, {"control", o.control},
 		{"flip", o.flips}, {"conntrack", o.conntrackPoll}, {"failover", o.failover}, {"pair", o.pairFailover}, {"reload", o.reloadUnderLoad},
+		{"fleet", o.fleet},
 	}
 	for _, st := range steps {
 		if o.sections[st.name] && ctx.Err() == nil {

@@ -196,6 +196,7 @@ func report(o *opts, r *Results) string {
 		}
 	}
 
+	p("%s", fleetReport(r))
 	p("\n## Method\n\n" +
 		"- Lab: `internal/lab` standard topology, namespaces `lbdt-bench-PID-*`: client (198.51.100.2) ->\n" +
 		"  lb (bridges, forwarding on) -> 3 backends 192.0.2.11-13; the VIP 203.0.113.10 is routed to the lb.\n" +

@@ -20,7 +20,8 @@ type Config struct {
 	Interfaces []Interface `toml:"interface"`
 	Services   []Service   `toml:"service"`
 	// HA is the [ha] section (ha.go); nil = a single appliance.
-	HA *HA `toml:"ha"`
+	HA  *HA  `toml:"ha"`
+	BGP *BGP `toml:"bgp"` // nil = no BGP (see bgp.go)
 
 	// Path is the file this was read from.
 	Path string `toml:"-"`
@@ -107,6 +108,7 @@ type Service struct {
 	SlowStart   Duration  `toml:"slow_start"`
 	Health      *Health   `toml:"health"`
 	Backends    []Backend `toml:"backend"`
+	Announce    *bool     `toml:"announce"` // with [bgp]; default true
 
 	// Protection (all optional).
 	MaxConnections       int      `toml:"max_connections"`

@@ -148,6 +148,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.ha(c)
+	v.bgp(c)
 }
 
 func (v *validator) appliance(a *Appliance) {

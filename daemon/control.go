@@ -38,6 +38,10 @@ func (d *Daemon) handle(ctx context.Context, req control.Request) control.Respon
 		return d.drain(req.Args)
 	case "undrain":
 		return d.undrain(req.Args)
+	case "drain-node":
+		return d.drainNode(req.Args)
+	case "undrain-node":
+		return d.undrainNode()
 	case "conns":
 		return d.conns(req.Args)
 	case "diff":

@@ -61,6 +61,8 @@ type Options struct {
 	// few transactions (default 10ms). RetryMin/RetryMax bound the backoff
 	// after a failed sync (default 100ms .. 10s).
 	MinSyncInterval, RetryMin, RetryMax time.Duration
+	// BirdBin is the BIRD 2 binary for [bgp]; "" = bird from PATH.
+	BirdBin string
 	// TestHooks enables control commands that exist only for tests
 	// (debug-wedge); lbd run sets it from LBD_TEST_HOOKS=1.
 	TestHooks bool
@@ -216,6 +218,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.opts.Notify.Ready(d.summary())
+	d.fleetReady()
 	d.log.Info("lbd ready", "config", d.opts.ConfigPath, "socket", d.opts.SocketPath,
 		"state_dir", d.stateDir, "summary", d.summary())
 
@@ -234,6 +237,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				continue
 			}
 			d.log.Info("stopping; the data plane stays in place", "signal", s.String())
+			d.stopFleet()
 			return d.shutdown(stopLoop)
 		case <-tick.C:
 			// Ticks only record and wake the loop; the conntrack dump of
@@ -255,6 +259,7 @@ func (d *Daemon) shutdown(stopLoop context.CancelFunc) error {
 	d.monitor.Close()
 	stopLoop()
 	<-d.loopDone
+	d.closeFleet()
 	d.web.stop()
 	d.host.Close()
 	return nil

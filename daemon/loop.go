@@ -49,6 +49,8 @@ type inputs struct {
 	wedge bool
 	// haRole is keepalived's newest role (ha.go), haTransition why.
 	haRole, haTransition string
+	// fleet gates the BGP announcements (fleet.go).
+	fleet fleetGate
 }
 
 func newInputs() inputs {
@@ -74,6 +76,9 @@ type published struct {
 	// haRole is the role the loop last acted on; haErr why the pair
 	// could not start (ha.go).
 	haRole, haErr string
+	// fleet is the BGP side ([bgp]); vips what it announces and why not.
+	fleet *fleet
+	vips  []status.VIPAnnounce
 }
 
 type reloadRequest struct {
@@ -211,6 +216,7 @@ func (d *Daemon) syncOnce() error {
 	// reads it without the lock and without copying 10,000 plans per flip.
 	planned := d.pub.planned
 	if cfg == nil || (len(dirty) == 0 && !resync) {
+		d.syncAnnouncements()
 		d.markApplied(gen, nil)
 		if cfg != nil && len(drainFlushes) > 0 {
 			d.flushDrained(d.plannedList(), drainFlushes)
@@ -256,6 +262,7 @@ func (d *Daemon) syncOnce() error {
 		d.pub.planned[p.Name] = p
 	}
 	d.mu.Unlock()
+	d.syncAnnouncements()
 	d.markApplied(gen, nil)
 	d.afterDown(cfg, plans, downs)
 	d.flushDrained(plans, drainFlushes)
@@ -336,6 +343,13 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 	if err := d.monitor.Set(healthTargets(cfg, adopted)); err != nil {
 		return fail(fmt.Errorf("health checks: %w", err))
 	}
+	commitBGP, err := d.prepareBGP(cfg)
+	if err != nil {
+		if old != nil {
+			_ = d.monitor.Set(healthTargets(old, nil))
+		}
+		return fail(fmt.Errorf("bgp: %w", err))
+	}
 	plans := lb.Plan(serviceSpecs(cfg), d.availability(cfg))
 	d.setPair(cfg)
 	start := time.Now()
@@ -383,6 +397,7 @@ func (d *Daemon) applyConfig(req *reloadRequest) ([]string, error) {
 	}
 	d.saveHealth()
 	d.haApply(cfg)
+	commitBGP()
 	return lifted, nil
 }
 

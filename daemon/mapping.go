@@ -88,10 +88,11 @@ func firewallFor(cfg *config.Config) lb.Firewall {
 		enabled = *fwc.Enabled
 	}
 	if !enabled {
-		return lb.Firewall{}
+		return lb.Firewall{ResetUnknown: cfg.BGP != nil}
 	}
 	fw := lb.Firewall{Enabled: true, WAN: append([]string(nil), fwc.WAN...),
-		AdminNetworks: fwc.AdminPrefixes, AllowForward: fwc.ForwardPrefixes, ManagementPorts: []uint16{lb.SSHPort}}
+		AdminNetworks: fwc.AdminPrefixes, AllowForward: fwc.ForwardPrefixes, ManagementPorts: []uint16{lb.SSHPort},
+		ResetUnknown: cfg.BGP != nil}
 	if len(fw.WAN) == 0 {
 		for _, s := range cfg.Services {
 			if s.Interface != "" {

@@ -48,6 +48,7 @@ func (d *Daemon) Snapshot() status.Snapshot {
 		snap.Services = []status.Service{}
 		return snap
 	}
+	snap.BGP = d.bgpStatus(cfg)
 	var plans []lb.Service
 	for _, p := range planned {
 		plans = append(plans, p)

@@ -73,7 +73,7 @@ scrape_configs:
 		_ = cmd.Wait()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log (tail):\n%s", tail(string(b), 3000))
+			t.Logf("prometheus log (tail):\n%s", tail(string(b), 40))
 		}
 	})
 	query := func(q string) (promResult, error) {
@@ -279,13 +279,6 @@ func keysOf(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // httpInErr GETs a URL from inside a namespace, returning errors (httpIn

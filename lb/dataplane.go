@@ -350,7 +350,7 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 		return err
 	}
 	st.ElementsAdded = b.n
-	d.addBaseChains(c, existing)
+	d.addBaseChains(c, existing, fw.ResetUnknown)
 	d.writeFirewall(c, fw, existing)
 	err := sg.last()
 	if sg != nil {
@@ -407,14 +407,13 @@ func (b *elementBatcher) flush() error {
 	return b.sg.elementsQueued(queued)
 }
 
-func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool) {
+func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool, resetUnknown bool) {
 	pre, out, post := d.baseChains()
-	for _, ch := range []*nftables.Chain{pre, out} {
-		c.AddChain(ch)
-		c.FlushChain(ch)
-		c.AddRule(dispatchRule(d.table, ch, d.sets.svc4, false))
-		c.AddRule(dispatchRule(d.table, ch, d.sets.svc6, true))
-	}
+	d.writePrerouting(c, pre, resetUnknown)
+	c.AddChain(out)
+	c.FlushChain(out)
+	c.AddRule(dispatchRule(d.table, out, d.sets.svc4, false))
+	c.AddRule(dispatchRule(d.table, out, d.sets.svc6, true))
 	c.AddChain(post)
 	c.FlushChain(post)
 	d.writePostrouting(c, post, d.wantPair)
@@ -586,6 +585,10 @@ func (d *Dataplane) diffSync(want map[string]*Service, fw Firewall) (ApplyStats,
 	}
 	if fwChanged {
 		d.writeFirewall(c, fw, map[string]bool{fwInputChain: d.fw.Enabled, fwForwardChain: d.fw.Enabled})
+		if fw.ResetUnknown != d.fw.ResetUnknown {
+			pre, _, _ := d.baseChains()
+			d.writePrerouting(c, pre, fw.ResetUnknown)
+		}
 	}
 	if pairChanged {
 		_, _, post := d.baseChains()

@@ -55,6 +55,10 @@ type Firewall struct {
 	// on any interface: its VRRP adverts and conntrackd's sync traffic.
 	// Dropped, both nodes would think themselves master.
 	Trusted []TrustedFlow
+	// ResetUnknown answers a TCP packet to a VIP that belongs to no flow
+	// this node knows with a reset (a fleet: see fleetreset.go). It is
+	// independent of Enabled.
+	ResetUnknown bool
 }
 
 // TrustedFlow is input accepted from one address: protocol Proto, and
@@ -70,9 +74,9 @@ type TrustedFlow struct {
 // reload that does not change it writes nothing.
 func (fw Firewall) Normalized() Firewall {
 	if !fw.Enabled {
-		return Firewall{}
+		return Firewall{ResetUnknown: fw.ResetUnknown}
 	}
-	out := Firewall{Enabled: true}
+	out := Firewall{Enabled: true, ResetUnknown: fw.ResetUnknown}
 	out.WAN = slices.Compact(slices.Sorted(slices.Values(fw.WAN)))
 	out.ManagementPorts = slices.Compact(slices.Sorted(slices.Values(fw.ManagementPorts)))
 	norm := func(ps []netip.Prefix) []netip.Prefix {

@@ -51,6 +51,7 @@ func build(s status.Snapshot, width int, h *history) *frame {
 		}
 		f.add(kindOther, sp(warn, "! %s", w))
 	}
+	fleetLines(f, s.BGP)
 	if len(s.NICs) > 0 {
 		f.add(kindOther)
 		f.add(kindOther, sp(bold, "Interfaces"))

@@ -103,6 +103,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		seen[svc.Name] = true
 		collectService(&e, svc)
 	}
+	collectBGP(&e, s.BGP)
 }
 
 func collectService(e *emitter, svc status.Service) {

@@ -28,6 +28,7 @@ type Snapshot struct {
 	// HA is set on a node of a pair (ha.go).
 	HA       *HA      `json:"ha,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	BGP      *BGP     `json:"bgp,omitempty"` // [bgp] only (bgp.go)
 }
 
 // Config describes the configuration currently serving.

@@ -12,7 +12,10 @@ inet lbd, runs the health checks and answers on the control socket.
 systemd Type=notify: READY, STATUS, RELOADING, WATCHDOG (when WatchdogSec
 is set, keep-alives come from the sync loop). SIGHUP reloads; SIGTERM and
 SIGINT exit leaving the data plane in place, so traffic flows on while lbd
-restarts. Only one lbd runs per network namespace.
+restarts; with [bgp] SIGTERM first withdraws every VIP and waits like
+lbd drain-node. With [bgp] lbd runs BIRD 2 (bird in PATH) as its child,
+with its config, control socket and pid file beside --socket.
+Only one lbd runs per network namespace.
 Environment: LBD_STATE_DIR (state directory), LBD_DEBUG=1 (debug logs),
 LBD_CPUPROFILE=FILE / LBD_MEMPROFILE=FILE (Go CPU and allocation profiles
 written at exit, for the benchmarks).

@@ -33,6 +33,8 @@ usage:
   lbd console [--once] [--socket PATH]          full-screen status page
   lbd drain SERVICE BACKEND [--timeout D]       no new flows to BACKEND; waits for its flows to end
   lbd undrain SERVICE BACKEND                   lift a runtime drain
+  lbd drain-node [--timeout D]                  [bgp]: withdraw every VIP, wait for the router to move away
+  lbd undrain-node                              [bgp]: announce the healthy VIPs again
   lbd conns [SERVICE] [--backend B]             tracked connections (ipvsadm -Lnc)
   lbd flush SERVICE|--backend B|--all [--yes]   delete tracked connections ("clear the NAT table")
   lbd diff [--config FILE]                      what a reload would change, changing nothing
@@ -77,6 +79,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdHA(rest, stdout, stderr)
 	case "undrain":
 		return cmdUndrain(rest, stdout, stderr)
+	case "drain-node":
+		return cmdDrainNode(rest, stdout, stderr)
+	case "undrain-node":
+		return cmdUndrainNode(rest, stdout, stderr)
 	case "conns":
 		return cmdConns(rest, stdout, stderr)
 	case "flush":

@@ -128,6 +128,7 @@ func printTable(w io.Writer, s status.Snapshot, stats bool, prev *status.Snapsho
 	if s.HA != nil {
 		fmt.Fprintf(w, "  %s\n", s.HA.Line(s.Now))
 	}
+	printBGP(w, s.BGP)
 	var dt float64
 	before := map[string]status.Service{}
 	if prev != nil {
