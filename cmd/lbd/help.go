@@ -15,7 +15,7 @@ SIGINT exit leaving the data plane in place, so traffic flows on while lbd
 restarts. Only one lbd runs per network namespace.
 Environment: LBD_STATE_DIR (state directory), LBD_DEBUG=1 (debug logs).
 `,
-	"check": `usage: lbd check [--config FILE]
+	"check": `usage: lbd check [--config FILE | FILE]
 
 Validates FILE without a daemon. Exit 0 when valid; otherwise prints every
 error as FILE:LINE:COL: key.path: what is wrong; expected ..., and exits 1.

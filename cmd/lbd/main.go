@@ -25,7 +25,7 @@ const usage = `lbd — declarative NAT load balancer
 
 usage:
   lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
-  lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
+  lbd check   [--config FILE | FILE]            validate a config; every error as FILE:LINE:COL
   lbd reload  [--diff] [--socket PATH]          re-read the config of the running daemon (--diff: show the change first)
   lbd status  [--stats] [--rate] [-w] [--json]  the live table (ipvsadm -Ln [--stats|--rate])
   lbd throttle SERVICE RATE|off [--socket PATH] emergency new-connection rate, e.g. 100/s
@@ -110,6 +110,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(*cfgPath, *socket, stderr)
 	case "check":
+		// `lbd check FILE` as well as `lbd check --config FILE`.
+		if len(pos) > 1 {
+			fmt.Fprint(stderr, commandHelp[cmd])
+			return 2
+		}
+		if len(pos) == 1 {
+			*cfgPath = pos[0]
+		}
 		return cmdCheck(*cfgPath, stdout, stderr)
 	case "reload":
 		if *showDiff && printDiff(*socket, "", stdout, stderr) != 0 {
@@ -127,6 +135,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
+	dropAmbientCaps(log)
 	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log),
 		TestHooks: os.Getenv("LBD_TEST_HOOKS") == "1"})
 	ctx, cancel := context.WithCancel(context.Background())
