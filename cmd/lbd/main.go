@@ -81,8 +81,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":
+		if len(rest) == 1 && rest[0] == "--man" {
+			return cmdHelpMan(stdout) // hidden: the Debian package's man page
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "completion": // hidden: the Debian package's bash completion
+		return cmdCompletion(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "lbd", version)
 		return 0
@@ -135,7 +140,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
-	dropAmbientCaps(log)
+	dropInheritableCaps(log)
 	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log),
 		TestHooks: os.Getenv("LBD_TEST_HOOKS") == "1"})
 	ctx, cancel := context.WithCancel(context.Background())
