@@ -5,65 +5,51 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// dropInheritableCaps empties the inheritable and ambient capability sets
-// of every thread of lbd, keeping the permitted and effective ones.
+// dropAmbientCaps empties the ambient capability set of every thread of
+// lbd, keeping the permitted and effective ones.
 //
 // lbd.service runs lbd as the unprivileged user lbd and hands it
 // CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE as ambient
 // capabilities: the only way a non-root program gets capabilities across
 // execve without file capabilities. lbd keeps them in its permitted and
 // effective sets (which is all it needs), but ambient ones would also pass
-// on to every exec health check, and inheritable ones would be offered to
-// any program carrying file capabilities. Emptied, the checks run as user
-// lbd with no capability in any set (e2e TestDebPackage reads them).
+// on to every exec health check. Cleared, a check runs as user lbd with no
+// permitted, effective or ambient capability (e2e TestDebPackage reads
+// them). The inheritable set stays (emptying it needs capset, which the
+// unit's syscall filter denies with @privileged): it grants nothing by
+// itself, and under NoNewPrivileges no file capability can add to it.
 //
 // Capabilities are per thread in Linux, and the Go runtime has started
-// several threads by now: syscall.AllThreadsSyscall runs capset on each
-// (the kernel drops the ambient set with the inheritable one). It refuses
-// (ENOTSUP) in a cgo build; the release binary is CGO_ENABLED=0.
-func dropInheritableCaps(log *slog.Logger) {
-	if !hasInheritableCaps() {
+// several threads by now: syscall.AllThreadsSyscall runs the prctl on each.
+// It refuses (ENOTSUP) in a cgo build; the release binary is CGO_ENABLED=0.
+func dropAmbientCaps(log *slog.Logger) {
+	if !hasAmbientCaps() {
 		return
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData // version 3: two 32-bit halves
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		log.Warn("exec health checks inherit lbd's capabilities", "err", fmt.Errorf("capget: %w", err))
-		return
-	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
-	_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_CAPSET,
-		uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
-	runtime.KeepAlive(&hdr)
-	runtime.KeepAlive(&data)
+	_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0)
 	if errno != 0 {
-		log.Warn("exec health checks inherit lbd's capabilities",
-			"err", fmt.Errorf("capset on all threads: %w", errno))
+		log.Warn("exec health checks inherit lbd's ambient capabilities",
+			"err", fmt.Errorf("clear ambient capabilities on all threads: %w", errno))
 		return
 	}
-	log.Debug("inheritable and ambient capabilities cleared: exec health checks run without capabilities")
+	log.Debug("ambient capabilities cleared: exec health checks run without capabilities")
 }
 
-// hasInheritableCaps reports whether CapInh or CapAmb of /proc/self/status
-// (the main thread's; all threads agree until dropInheritableCaps runs) is
-// not empty.
-func hasInheritableCaps() bool {
+// hasAmbientCaps reads CapAmb of /proc/self/status (the main thread's; all
+// threads have the same set until dropAmbientCaps runs).
+func hasAmbientCaps() bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return false
 	}
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		for _, key := range []string{"CapInh:", "CapAmb:"} {
-			if v, ok := bytes.CutPrefix(line, []byte(key)); ok && len(bytes.Trim(bytes.TrimSpace(v), "0")) > 0 {
-				return true
-			}
+		if v, ok := bytes.CutPrefix(line, []byte("CapAmb:")); ok {
+			return len(bytes.Trim(bytes.TrimSpace(v), "0")) > 0
 		}
 	}
 	return false

@@ -140,7 +140,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
-	dropInheritableCaps(log)
+	dropAmbientCaps(log)
 	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log),
 		TestHooks: os.Getenv("LBD_TEST_HOOKS") == "1"})
 	ctx, cancel := context.WithCancel(context.Background())
