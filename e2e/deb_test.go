@@ -320,7 +320,10 @@ func debianRoot(t *testing.T, root string) {
 		}
 		fresh := filepath.Join(filepath.Dir(root), "debootstrap")
 		t.Logf("debootstrap --variant=minbase bookworm from %s (once; cached in %s)", mirror, cache)
-		if out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", fresh, mirror).CombinedOutput(); err != nil {
+		// In a mount namespace of its own: the /proc and /sys debootstrap
+		// mounts in the new root go with it, however it ends.
+		if out, err := exec.Command("unshare", "--mount", "--propagation", "private",
+			"debootstrap", "--variant=minbase", "bookworm", fresh, mirror).CombinedOutput(); err != nil {
 			t.Fatalf("debootstrap: %v\n%s", err, lastLines(string(out), 20))
 		}
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
