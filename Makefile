@@ -17,7 +17,8 @@ $(LBD): $(shell find . -name '*.go' -not -path './out/*') go.mod go.sum
 
 # Debian packages the tests use as real peers (nft for inspecting the ruleset
 # in tests only; lbd itself never runs it).
-TEST_DEBS := nftables conntrack iproute2 dnsmasq-base socat procps kmod chromium tmux nano prometheus keepalived conntrackd bird2
+TEST_DEBS := nftables conntrack iproute2 dnsmasq-base socat procps kmod chromium tmux nano \
+	prometheus keepalived conntrackd bird2 debootstrap dpkg-dev curl groff-base util-linux
 
 # gotestsum runs go test and closes with its own summary: every skipped
 # test with its reason, every failure with its output, then the line
@@ -62,3 +63,4 @@ clean:
 -include image/image.mk
 -include bench/bench.mk
 -include fuzz.mk
+-include packaging/deb.mk

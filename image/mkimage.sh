@@ -69,6 +69,10 @@ cp -al "$tree" "$work/root"
 cp -a --remove-destination "$repo/rootfs/." "$work/root/"
 rm -f "$work/root/usr/bin/lbd"
 install -m 0755 "$lbd" "$work/root/usr/bin/lbd"
+# The users of rootfs/usr/lib/sysusers.d (lbd.service runs as user lbd):
+# the root is read-only at run time, so they go into /etc/passwd now.
+# sysusers replaces the files (rename), never writing through the hard links.
+systemd-sysusers --root="$work/root" >/dev/null
 if [ "$(head -c 2 "$lbd")" = "#!" ]; then
 	# The placeholder script notifies through systemd-notify (another PID)
 	# and feeds no watchdog.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"lbd/internal/enginecaps"
 )
 
 // child is one supervised process (keepalived or conntrackd) that lbd
@@ -56,6 +58,7 @@ func (c *child) run(ctx context.Context) {
 		cmd := exec.Command(c.argv[0], c.argv[1:]...)
 		cmd.Stdout, cmd.Stderr = c.out, c.out
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+		enginecaps.Apply(cmd.SysProcAttr)
 		err := cmd.Start()
 		if err == nil {
 			c.mu.Lock()

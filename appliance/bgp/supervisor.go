@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"lbd/internal/enginecaps"
 )
 
 // Supervisor runs BIRD as lbd's child, the same way on the appliance and in
@@ -211,6 +213,7 @@ func (s *Supervisor) runOnce() error {
 	cmd := exec.Command(s.bin, "-f", "-c", filepath.Join(s.dir, ConfFile),
 		"-s", filepath.Join(s.dir, SocketFile), "-P", filepath.Join(s.dir, PidFile))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	enginecaps.Apply(cmd.SysProcAttr)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err

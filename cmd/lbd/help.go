@@ -20,7 +20,7 @@ Environment: LBD_STATE_DIR (state directory), LBD_DEBUG=1 (debug logs),
 LBD_CPUPROFILE=FILE / LBD_MEMPROFILE=FILE (Go CPU and allocation profiles
 written at exit, for the benchmarks).
 `,
-	"check": `usage: lbd check [--config FILE]
+	"check": `usage: lbd check [--config FILE | FILE]
 
 Validates FILE without a daemon. Exit 0 when valid; otherwise prints every
 error as FILE:LINE:COL: key.path: what is wrong; expected ..., and exits 1.

@@ -25,7 +25,7 @@ const usage = `lbd — declarative NAT load balancer
 
 usage:
   lbd run     [--config FILE] [--socket PATH]   run the daemon in the foreground
-  lbd check   [--config FILE]                   validate a config; every error as FILE:LINE:COL
+  lbd check   [--config FILE | FILE]            validate a config; every error as FILE:LINE:COL
   lbd reload  [--diff] [--socket PATH]          re-read the config of the running daemon (--diff: show the change first)
   lbd ping    [--socket PATH]                   exit 0 when the daemon is up, configured and in sync
   lbd status  [--stats] [--rate] [-w] [--json]  the live table (ipvsadm -Ln [--stats|--rate])
@@ -94,8 +94,13 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":
+		if len(rest) == 1 && rest[0] == "--man" {
+			return cmdHelpMan(stdout) // hidden: the Debian package's man page
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "completion": // hidden: the Debian package's bash completion
+		return cmdCompletion(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "lbd", version)
 		return 0
@@ -123,6 +128,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(*cfgPath, *socket, stderr)
 	case "check":
+		// `lbd check FILE` as well as `lbd check --config FILE`.
+		if len(pos) > 1 {
+			fmt.Fprint(stderr, commandHelp[cmd])
+			return 2
+		}
+		if len(pos) == 1 {
+			*cfgPath = pos[0]
+		}
 		return cmdCheck(*cfgPath, stdout, stderr)
 	case "reload":
 		if *showDiff && printDiff(*socket, "", stdout, stderr) != 0 {
@@ -142,6 +155,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(cfgPath, socket string, stderr io.Writer) int {
 	log := newLogger(stderr)
+	dropAmbientCaps(log)
 	d := daemon.New(daemon.Options{ConfigPath: cfgPath, SocketPath: socket, Version: version, Logger: log, Notify: systemdNotifier(log),
 		TestHooks: os.Getenv("LBD_TEST_HOOKS") == "1"})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The man page (`lbd help --man`) and the bash completion (`lbd completion
+// bash`) are generated from the same texts `lbd --help` and `lbd CMD --help`
+// print, so neither can drift from the commands. Both are hidden: they are
+// for the Debian package's build (packaging/build-deb.sh), not for users.
+
+// usageLine matches a command line of the top-level usage text.
+var usageLine = regexp.MustCompile(`^  lbd ([a-z]+)`)
+
+// commandNames lists the commands of the top-level usage, in its order.
+func commandNames() []string {
+	var names []string
+	for _, l := range strings.Split(usage, "\n") {
+		if m := usageLine.FindStringSubmatch(l); m != nil && !slices.Contains(names, m[1]) {
+			names = append(names, m[1])
+		}
+	}
+	return names
+}
+
+// commandHelpText is what `lbd CMD --help` prints ("" for a command
+// without help text, such as version).
+func commandHelpText(cmd string) string {
+	var out bytes.Buffer
+	realMain([]string{cmd, "--help"}, &out, io.Discard)
+	if !strings.HasPrefix(out.String(), "usage:") {
+		return ""
+	}
+	return out.String()
+}
+
+// flagToken matches the flags a usage block names: --config, -o, -w.
+var flagToken = regexp.MustCompile(`(?:^|[\s\[|])(--?[a-z][a-z-]*)`)
+
+var parenthesised = regexp.MustCompile(`\([^)]*\)`)
+
+// commandFlags lists the flags in the usage block (the text up to the first
+// blank line) of a command's help.
+func commandFlags(help string) []string {
+	block, _, _ := strings.Cut(help, "\n\n")
+	// Parenthesised asides name other tools' flags ("ipvsadm-save -n").
+	block = parenthesised.ReplaceAllString(block, "")
+	var flags []string
+	for _, m := range flagToken.FindAllStringSubmatch(block, -1) {
+		if !slices.Contains(flags, m[1]) {
+			flags = append(flags, m[1])
+		}
+	}
+	slices.Sort(flags)
+	return flags
+}
+
+// cmdHelpMan prints the man page: lbd(8), in plain man(7) roff.
+func cmdHelpMan(stdout io.Writer) int {
+	date := time.Now().UTC()
+	// Reproducible builds: the date of the source, not of the build.
+	if s, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		date = time.Unix(s, 0).UTC()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, ".TH LBD 8 %q %q %q\n", date.Format("2006-01-02"), "lbd "+version, "System Administration")
+	b.WriteString(".SH NAME\nlbd \\- declarative NAT load balancer (nftables)\n")
+	b.WriteString(".SH SYNOPSIS\n.nf\n")
+	for _, l := range strings.Split(usage, "\n") {
+		if usageLine.MatchString(l) {
+			b.WriteString(roffLine(strings.TrimSpace(l)) + "\n")
+		}
+	}
+	b.WriteString(".fi\n")
+	b.WriteString(`.SH DESCRIPTION
+.B lbd
+replaces the classic LVS\-NAT stack (ipvsadm, keepalived and an iptables
+MASQUERADE rule) with one daemon that programs nftables over netlink.
+.B lbd run
+reads a declarative TOML file of services and backends, keeps its own
+nftables table
+.I inet lbd
+in step with it and with the health of the backends, and answers the other
+commands on its control socket.
+It never flushes or edits any other table.
+.PP
+The Debian package runs it as
+.BR lbd.service ,
+on
+.IR /etc/lbd/lb.toml ,
+as the system user
+.B lbd
+with only CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE.
+Exec health checks run as that user without any capability.
+`)
+	b.WriteString(".SH COMMANDS\n")
+	for _, c := range commandNames() {
+		h := commandHelpText(c)
+		if h == "" {
+			continue
+		}
+		fmt.Fprintf(&b, ".SS %s\n.nf\n", c)
+		for _, l := range strings.Split(strings.TrimRight(h, "\n"), "\n") {
+			b.WriteString(roffLine(l) + "\n")
+		}
+		b.WriteString(".fi\n")
+	}
+	b.WriteString(`.SH FILES
+.TP
+.I /etc/lbd/lb.toml
+The configuration of the Debian package's service (a conffile).
+.TP
+.I /config/lb.toml
+The configuration on the appliance image, and the default of \-\-config.
+.TP
+.I /run/lbd/lbd.sock
+The control socket (\-\-socket).
+.TP
+.I /var/lib/lbd
+State: the last good configuration, backend health, DHCP leases.
+.SH ENVIRONMENT
+.TP
+.B LBD_STATE_DIR
+The state directory (default /var/lib/lbd).
+.TP
+.B LBD_DEBUG
+1 logs at debug level.
+.SH EXIT STATUS
+0 on success, 1 when the command failed (the errors are printed), 2 on a usage error.
+.SH SEE ALSO
+.BR nft (8),
+.BR conntrack (8),
+.BR systemd.exec (5)
+`)
+	_, err := io.WriteString(stdout, b.String())
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// roffLine escapes one line of text for a .nf block: backslashes, and a
+// leading dot or quote that roff would read as a request.
+func roffLine(l string) string {
+	l = strings.ReplaceAll(l, `\`, `\e`)
+	l = strings.ReplaceAll(l, "-", `\-`)
+	if strings.HasPrefix(l, ".") || strings.HasPrefix(l, "'") {
+		l = `\&` + l
+	}
+	return l
+}
+
+// cmdCompletion prints a completion script for the shell named in args.
+func cmdCompletion(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || args[0] != "bash" {
+		fmt.Fprintln(stderr, "usage: lbd completion bash")
+		return 2
+	}
+	var b strings.Builder
+	b.WriteString(`# bash completion for lbd, generated by 'lbd completion bash' from lbd's help.
+_lbd() {
+	local cur prev cmd
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD-1]}
+	if [ "$COMP_CWORD" -eq 1 ]; then
+		COMPREPLY=($(compgen -W "` + strings.Join(commandNames(), " ") + ` help" -- "$cur"))
+		return
+	fi
+	case $prev in
+	--config|-o|--socket)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return ;;
+	esac
+	cmd=${COMP_WORDS[1]}
+	case $cmd in
+`)
+	for _, c := range commandNames() {
+		flags := commandFlags(commandHelpText(c))
+		if len(flags) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\t%s)\n\t\tCOMPREPLY=($(compgen -W %q -- \"$cur\"))\n", c, strings.Join(flags, " "))
+		// Commands that take a file name complete files too.
+		if c == "check" || c == "import" {
+			b.WriteString("\t\tCOMPREPLY+=($(compgen -f -- \"$cur\"))\n")
+		}
+		b.WriteString("\t\t;;\n")
+	}
+	b.WriteString(`	esac
+}
+complete -F _lbd lbd
+`)
+	if _, err := io.WriteString(stdout, b.String()); err != nil {
+		return 1
+	}
+	return 0
+}
