@@ -37,6 +37,7 @@ usage:
   lbd diff [--config FILE]                      what a reload would change, changing nothing
   lbd edit [--config FILE]                      edit the config on the box: validate, save atomically, diff, reload
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
+  lbd update  FILE | --status                   appliance: install an update bundle into the other slot; show both slots
   lbd version
 
 defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocket + `
@@ -78,6 +79,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdDiff(rest, stdout, stderr)
 	case "edit":
 		return cmdEdit(rest, stdout, stderr)
+	case "update":
+		return cmdUpdate(rest, stdout, stderr)
 	case "status":
 		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":
