@@ -29,7 +29,7 @@ func TestCompareVersions(t *testing.T) {
 		{"123-9", "123.1-1", -1},
 		{"1.0a", "1.0b", -1},
 		{"1.0", "1.0a", -1}, // more segments: newer
-		{"1.a", "1.1", -1}, // a numeric segment is newer than a letter one
+		{"1.a", "1.1", -1},  // a numeric segment is newer than a letter one
 		{"007", "7", 0},
 		{"", "1", -1},
 	} {
@@ -166,7 +166,11 @@ func TestOpenChecksEveryMember(t *testing.T) {
 		mutate func(m *Manifest, members map[string][]byte)
 		want   string
 	}{
-		"flipped byte":   {func(m *Manifest, ms map[string][]byte) { r := bytes.Clone(ms["root.sqfs"]); r[100] ^= 1; ms["root.sqfs"] = r }, "root.sqfs: sha256"},
+		"flipped byte": {func(m *Manifest, ms map[string][]byte) {
+			r := bytes.Clone(ms["root.sqfs"])
+			r[100] ^= 1
+			ms["root.sqfs"] = r
+		}, "root.sqfs: sha256"},
 		"missing UKI":    {func(m *Manifest, ms map[string][]byte) { delete(ms, "lbd.efi") }, `member "lbd.efi" (uki) missing`},
 		"size mismatch":  {func(m *Manifest, ms map[string][]byte) { m.UKI.Size++ }, "the manifest says"},
 		"bad version":    {func(m *Manifest, ms map[string][]byte) { m.Version = "../x" }, "bad version"},
