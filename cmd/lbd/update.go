@@ -44,6 +44,9 @@ itself still on trial.
                trial boot: exit 0 at once.
 `
 
+// trialNote keeps why the last trial boot failed, on the state partition.
+const trialNote = "/var/lib/lbd/last-failed-trial.txt"
+
 // blessBoot is systemd's tool behind boot counting (Debian: systemd-boot).
 const blessBoot = "/lib/systemd/systemd-bless-boot"
 
@@ -131,8 +134,23 @@ func printSlots(w io.Writer, st update.Status) {
 	}
 	if st.Booted == "" {
 		fmt.Fprintln(w, "* none: the running system was not booted from a slot")
-	} else {
-		fmt.Fprintf(w, "* = running (root=PARTLABEL=%s%s)\n", update.PartPrefix, strings.ToUpper(st.Booted))
+		return
+	}
+	img := "unknown image"
+	if b, err := os.ReadFile("/usr/lib/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "IMAGE_VERSION="); ok {
+				img = "image " + strings.Trim(v, `"'`)
+			}
+		}
+	}
+	fmt.Fprintf(w, "* = running: slot %s (root=PARTLABEL=%s%s), %s\n", st.Booted, update.PartPrefix, strings.ToUpper(st.Booted), img)
+	if o := st.Slot(update.Other(st.Booted)); o.Entry.Counting && o.Entry.TriesLeft == 0 {
+		fmt.Fprintf(w, "ROLLED BACK: slot %s (%s) failed its trial boot and is given up; slot %s runs instead (install a fixed bundle to replace it)\n",
+			o.Name, orDashStr(o.Version), st.Booted)
+		if b, err := os.ReadFile(trialNote); err == nil {
+			fmt.Fprintf(w, "why (%s): %s", trialNote, b)
+		}
 	}
 }
 
@@ -217,12 +235,23 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 		if time.Since(t0) >= timeout {
 			break
 		}
+		// Given up by systemd (start limit hit): no point waiting on.
+		if out, err := exec.Command("systemctl", "show", "lbd.service", "-p", "ActiveState", "--value").Output(); err == nil && strings.TrimSpace(string(out)) == "failed" && time.Since(t0) > 10*time.Second {
+			why += "; lbd.service failed"
+			break
+		}
 		time.Sleep(2 * time.Second)
 	}
 	if out, err := exec.Command("systemctl", "show", "lbd.service", "-p", "ActiveState,SubState,NRestarts,StatusText,Result").Output(); err == nil {
 		why += " (lbd.service: " + strings.Join(strings.Fields(string(out)), " ") + ")"
 	}
 	say("slot %s (%s) FAILED its trial boot: %s", st.Booted, orDashStr(me.Version), why)
+	// The journal is in memory: keep the reason on the state partition
+	// for the console of the boot that follows (lbd update --status).
+	note := fmt.Sprintf("%s slot %s (%s) failed its trial boot: %s\n", time.Now().UTC().Format(time.RFC3339), st.Booted, orDashStr(me.Version), why)
+	if err := os.WriteFile(trialNote, []byte(note), 0o644); err != nil {
+		say("could not keep the reason in %s: %v", trialNote, err)
+	}
 	if out, err := exec.Command(blessBoot, "bad").CombinedOutput(); err != nil {
 		say("systemd-bless-boot bad: %v: %s", err, strings.TrimSpace(string(out)))
 	}

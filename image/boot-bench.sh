@@ -1,0 +1,66 @@
+#!/bin/bash
+# boot-bench.sh IMG [N]: boots a copy of IMG N times (default 3) in the
+# namespace lab with a static config and prints the seconds from QEMU's
+# start to lbd's READY line on the serial console, and their median. With
+# BENCH_APPEND="..." the kernel next to IMG is booted directly with that
+# command line (e.g. "$(cat out/image/cmdline) lbd.bootreport" makes
+# lbd-boot-report.service print systemd-analyze's critical chain and blame
+# on the serial console; the logs stay in $LAB_DIR when LAB_KEEP=1).
+set -uo pipefail
+img_src=${1:?usage: boot-bench.sh IMG [N]}
+n=${2:-3}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lab.sh"
+. "${img_src}.layout"
+export MTOOLS_SKIP_CHECK=1
+trap lab_down EXIT
+trap 'exit 130' INT TERM
+lab_up
+img=$LAB_DIR/bench.img
+cp --sparse=always "$img_src" "$img"
+cat >"$LAB_DIR/lb.toml" <<TOML
+[appliance]
+status_listen = "192.0.2.1:9100"
+[[interface]]
+name = "wan"
+mac = "$LAB_WAN_MAC"
+addresses = ["198.51.100.2/24"]
+[[interface]]
+name = "lan"
+mac = "$LAB_LAN_MAC"
+addresses = ["192.0.2.1/24"]
+[[service]]
+name = "web"
+vip = "$LAB_VIP"
+port = 80
+protocol = "tcp"
+interface = "wan"
+  [[service.backend]]
+  address = "192.0.2.11:8080"
+TOML
+mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/lb.toml" ::/lb.toml
+times=()
+for ((i = 1; i <= n; i++)); do
+	serial=$LAB_DIR/serial-bench-$i.log
+	t0=$(date +%s.%N)
+	lab_qemu_start "$img" "$serial" "${BENCH_APPEND:-}"
+	t=""
+	while kill -0 "$LAB_QEMU_PID" 2>/dev/null; do
+		if grep -a -q 'lbd-status: READY' "$serial"; then
+			t=$(echo "$(date +%s.%N) - $t0" | bc)
+			break
+		fi
+		(( $(echo "$(date +%s.%N) - $t0 > 300" | bc) )) && break
+		sleep 0.2
+	done
+	echo "boot $i: READY after ${t:-(none)} s  (load $(cut -d' ' -f1 /proc/loadavg))"
+	[ -n "$t" ] && times+=("$t")
+	if [ -n "${BENCH_APPEND:-}" ] && [ "${BENCH_APPEND/lbd.bootreport/}" != "$BENCH_APPEND" ]; then
+		for ((w = 0; w < 60; w++)); do grep -a -q 'lbd-boot-report: end' "$serial" && break; sleep 1; done
+		sed -n '/lbd-boot-report: begin/,/lbd-boot-report: end/p' "$serial" | tr -d '\r'
+	fi
+	lab_qemu_stop 60
+done
+if [ ${#times[@]} -gt 0 ]; then
+	printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "median of %d boots: %.1f s (min %.1f, max %.1f)\n", NR, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[1], a[NR] }'
+fi
