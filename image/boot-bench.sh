@@ -5,7 +5,7 @@
 # BENCH_APPEND="..." the kernel next to IMG is booted directly with that
 # command line (e.g. "$(cat out/image/cmdline) lbd.bootreport" makes
 # lbd-boot-report.service print systemd-analyze's critical chain and blame
-# on the serial console; the logs stay in $LAB_DIR when LAB_KEEP=1).
+# on the serial console). Serial logs go to BENCH_LOGS (out/boot-bench).
 set -uo pipefail
 img_src=${1:?usage: boot-bench.sh IMG [N]}
 n=${2:-3}
@@ -13,10 +13,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lab.sh"
 . "${img_src}.layout"
 export MTOOLS_SKIP_CHECK=1
-trap lab_down EXIT
+LOGS=${BENCH_LOGS:-$(dirname "$img_src")/boot-bench}
+mkdir -p "$LOGS"
+trap 'cp "$LAB_DIR"/serial-*.log "$LOGS"/ 2>/dev/null; lab_down' EXIT
 trap 'exit 130' INT TERM
 lab_up
 img=$LAB_DIR/bench.img
+export LAB_KERNEL=${LAB_KERNEL:-${img_src%.img}.vmlinuz} LAB_INITRD=${LAB_INITRD:-${img_src%.img}.initrd}
 cp --sparse=always "$img_src" "$img"
 cat >"$LAB_DIR/lb.toml" <<TOML
 [appliance]
@@ -56,7 +59,7 @@ for ((i = 1; i <= n; i++)); do
 	echo "boot $i: READY after ${t:-(none)} s  (load $(cut -d' ' -f1 /proc/loadavg))"
 	[ -n "$t" ] && times+=("$t")
 	if [ -n "${BENCH_APPEND:-}" ] && [ "${BENCH_APPEND/lbd.bootreport/}" != "$BENCH_APPEND" ]; then
-		for ((w = 0; w < 60; w++)); do grep -a -q 'lbd-boot-report: end' "$serial" && break; sleep 1; done
+		for ((w = 0; w < 300; w++)); do grep -a -q 'lbd-boot-report: end' "$serial" && break; sleep 1; done
 		sed -n '/lbd-boot-report: begin/,/lbd-boot-report: end/p' "$serial" | tr -d '\r'
 	fi
 	lab_qemu_stop 60

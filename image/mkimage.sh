@@ -55,7 +55,7 @@ if [ -z "${IMAGE_VERSION:-}" ]; then
 fi
 # Kernel command line baked into the unified kernel image. root= names the
 # slot; `lbd update` rewrites the letter for the slot it writes.
-CMDLINE=${CMDLINE:-"root=PARTLABEL=LBROOT_A rootfstype=squashfs ro console=tty0 console=ttyS0,115200 net.ifnames=0 loglevel=4 panic=10"}
+CMDLINE=${CMDLINE:-"root=PARTLABEL=LBROOT_A rootfstype=squashfs ro console=tty0 console=ttyS0,115200 net.ifnames=0 loglevel=4 panic=10 systemd.show_status=error"}
 # Fixed identifiers so the same inputs give the same disk.
 DISK_GUID=6c62642d-0000-4000-8000-000000000000
 ESP_GUID=6c62642d-0001-4000-8000-000000000001

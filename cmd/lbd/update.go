@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,14 +39,33 @@ itself still on trial.
                lb.toml), remove it and reboot; a bundle that is refused is
                renamed FILE.refused (lbd-update-config.service at boot)
 --boot-check   on a trial boot, wait until lbd is READY with a config
-               applied (exit 0: boot-complete.target, the boot is blessed);
-               after --timeout mark this boot bad with systemd-bless-boot
-               and exit 1 (lbd-boot-check.service reboots then). Not a
-               trial boot: exit 0 at once.
+               applied (exit 0: boot-complete.target, the boot is blessed).
+               It fails when lbd.service restarted 3 times without READY,
+               systemd gave up on it, lbd ran a minute with no config
+               applied, or --timeout (5m) passed: then it marks this boot
+               bad with systemd-bless-boot, keeps why in
+               /var/lib/lbd/last-failed-trial.txt and exits 1
+               (lbd-boot-check.service reboots then). Not a trial boot:
+               exit 0 at once.
 `
 
 // trialNote keeps why the last trial boot failed, on the state partition.
 const trialNote = "/var/lib/lbd/last-failed-trial.txt"
+
+// serviceState reads a few properties of a unit (systemctl show).
+func serviceState(unit string) map[string]string {
+	m := map[string]string{}
+	out, err := exec.Command("systemctl", "show", unit, "-p", "ActiveState,SubState,NRestarts,Result,StatusText").Output()
+	if err != nil {
+		return m
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
 
 // blessBoot is systemd's tool behind boot counting (Debian: systemd-boot).
 const blessBoot = "/lib/systemd/systemd-bless-boot"
@@ -55,7 +75,7 @@ func cmdUpdate(args []string, stdout, stderr io.Writer) int {
 	showStatus := fs.Bool("status", false, "show both slots")
 	fromConfig := fs.Bool("from-config", false, "install FILE if present, remove it, reboot")
 	bootCheck := fs.Bool("boot-check", false, "gate boot-complete.target on lbd READY")
-	timeout := fs.Duration("timeout", 90*time.Second, "how long --boot-check waits")
+	timeout := fs.Duration("timeout", 5*time.Minute, "how long --boot-check waits at most")
 	tries := fs.Int("tries", 1, "trial boots of the new slot before it is given up")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -216,8 +236,14 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 	me := st.Slot(st.Booted)
 	other := st.Slot(update.Other(st.Booted))
 	say("slot %s (%s) is on trial: waiting up to %s for lbd READY with a config applied", st.Booted, orDashStr(me.Version), timeout)
+	// Not ordered after lbd.service: a start that keeps failing keeps its
+	// start job (and anything ordered after it) waiting as long as systemd
+	// restarts it. So this watches lbd.service instead: a few restarts
+	// without READY, or systemd giving up, end the trial early; a slow
+	// machine that merely takes long does not.
 	t0 := time.Now()
 	why := ""
+	var activeSince time.Time
 	for {
 		snap, err := fetchStatus(socket)
 		switch {
@@ -229,21 +255,36 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 				why += ": " + snap.Config.LastError
 			}
 		default:
-			say("slot %s (%s): lbd READY after %s with %s applied: this boot is good", st.Booted, orDashStr(me.Version), time.Since(t0).Round(time.Second), snap.Config.Path)
+			say("slot %s (%s): lbd READY with %s applied, %s after this check started: this boot is good", st.Booted, orDashStr(me.Version), snap.Config.Path, time.Since(t0).Round(time.Second))
 			return 0
 		}
-		if time.Since(t0) >= timeout {
+		svc := serviceState("lbd.service")
+		if n, _ := strconv.Atoi(svc["NRestarts"]); n >= 3 {
+			why = fmt.Sprintf("lbd.service failed to start %d times", n+1)
 			break
 		}
-		// Given up by systemd (start limit hit): no point waiting on.
-		if out, err := exec.Command("systemctl", "show", "lbd.service", "-p", "ActiveState", "--value").Output(); err == nil && strings.TrimSpace(string(out)) == "failed" && time.Since(t0) > 10*time.Second {
-			why += "; lbd.service failed"
+		if svc["ActiveState"] == "failed" {
+			why = "systemd gave up starting lbd.service"
+			break
+		}
+		if svc["ActiveState"] == "active" && activeSince.IsZero() {
+			activeSince = time.Now()
+		}
+		if !activeSince.IsZero() && time.Since(activeSince) > time.Minute {
+			break
+		}
+		if time.Since(t0) >= timeout {
+			why = fmt.Sprintf("not READY after %s: %s", timeout, why)
 			break
 		}
 		time.Sleep(2 * time.Second)
 	}
-	if out, err := exec.Command("systemctl", "show", "lbd.service", "-p", "ActiveState,SubState,NRestarts,StatusText,Result").Output(); err == nil {
-		why += " (lbd.service: " + strings.Join(strings.Fields(string(out)), " ") + ")"
+	if svc := serviceState("lbd.service"); len(svc) > 0 {
+		why += fmt.Sprintf(" (lbd.service: %s/%s, result %s, %s restarts", svc["ActiveState"], svc["SubState"], svc["Result"], svc["NRestarts"])
+		if svc["StatusText"] != "" {
+			why += ", status \"" + svc["StatusText"] + "\""
+		}
+		why += ")"
 	}
 	say("slot %s (%s) FAILED its trial boot: %s", st.Booted, orDashStr(me.Version), why)
 	// The journal is in memory: keep the reason on the state partition
