@@ -478,13 +478,20 @@ mkbundles() {
 }
 
 # wait_serial PATTERN SECONDS [AFTER-LINE]: until PATTERN (grep -E) appears
-# on the serial console (past line AFTER-LINE); prints its line number.
+# on the serial console (past line AFTER-LINE); sets WS_LINE to its line
+# number. Not in $(...): it may power the guest on again (LAB_QEMU_PID).
 wait_serial() {
 	local t0=$SECONDS n
 	while (( SECONDS - t0 < $2 )); do
 		n=$(tail -n +"$(( ${3:-0} + 1 ))" "$serial" | grep -a -n -E -m1 "$1" | cut -d: -f1)
-		if [ -n "$n" ]; then echo $(( n + ${3:-0} )); return 0; fi
-		kill -0 "$LAB_QEMU_PID" 2>/dev/null || return 1
+		if [ -n "$n" ]; then WS_LINE=$(( n + ${3:-0} )); return 0; fi
+		if ! kill -0 "$LAB_QEMU_PID" 2>/dev/null; then
+			# With LAB_NO_REBOOT=1 a guest reboot ends QEMU: power on again.
+			[ "${LAB_NO_REBOOT:-}" = 1 ] || return 1
+			wait "$LAB_QEMU_PID" 2>/dev/null
+			echo "image-test: the guest rebooted ($((SECONDS - t0)) s into this wait): powering it on again" >&2
+			LAB_SERIAL_APPEND=1 lab_qemu_start "$img" "$serial"
+		fi
 		sleep 1
 	done
 	return 1
@@ -504,14 +511,14 @@ if want 5; then
 cfg_u=$LAB_DIR/update.toml
 sed 's/^\[appliance\]$/[appliance]\nconsole_login = true/' "$cfg_b" >"$cfg_u"
 put_config "$cfg_u"
-if [ -f "$LAB_DIR/new.bundle" ] &&
-	LAB_SERIAL_IN=1 QEMU_EXTRA="-drive if=none,id=bundle,format=raw,readonly=on,file=$LAB_DIR/new.bundle -device virtio-blk-pci,drive=bundle,serial=lbdbundle" \
-	boot 5; then
+export LAB_SERIAL_IN=1 LAB_NO_REBOOT=1 QEMU_EXTRA="-drive if=none,id=bundle,format=raw,readonly=on,file=$LAB_DIR/new.bundle -device virtio-blk-pci,drive=bundle,serial=lbdbundle"
+if [ -f "$LAB_DIR/new.bundle" ] && boot 5; then
 	shell=""
 	for i in $(seq 30); do shell=$(guest "u$i" '$((6*7))' 3) && break; done
 	before=$(guest st0 '$(lbd update --status | tr "\n" "|")' 30)
 	lab_serial_send "lbd update /dev/disk/by-id/virtio-lbdbundle; echo @upd=\$?@"
-	l_upd=$(wait_serial '@upd=[0-9]+@' 240)
+	l_upd=0
+	wait_serial '@upd=[0-9]+@' 240 && l_upd=$WS_LINE
 	upd=$(grep -a -o '@upd=[0-9]*@' "$serial" | tail -n1)
 	if [ "$shell" = 42 ] && [ "$upd" = "@upd=0@" ] && grep -a -q "slot b now holds $IMAGE_VERSION.1" "$serial"; then
 		pass boot5.update "lbd update wrote $IMAGE_VERSION.1 into slot b: $(grep -a -m1 'slot b now holds' "$serial" | tr -d '\r')"
@@ -520,7 +527,7 @@ if [ -f "$LAB_DIR/new.bundle" ] &&
 		grep -a -E 'lbd update|bundle|slot' "$serial" | tail -n 8 | tr -d '\r' | sed 's/^/    | /'
 	fi
 	lab_serial_send "reboot"
-	if l_new=$(wait_serial 'lbd-status: READY' "$BOOT_TIMEOUT" "${l_upd:-0}"); then
+	if wait_serial 'lbd-status: READY' "$BOOT_TIMEOUT" "$l_upd"; then
 		# The shell comes back after the reboot (console_login = true).
 		for i in $(seq 30); do guest "v$i" '$((6*7))' 3 >/dev/null && break; done
 		ver=$(guest ver '$(. /usr/lib/os-release; echo $IMAGE_VERSION) $(grep -o "root=[^ ]*" /proc/cmdline)' 30)
@@ -554,6 +561,7 @@ else
 	fail boot5.update "no boot or no bundle"
 fi
 lab_qemu_stop 90
+unset LAB_SERIAL_IN QEMU_EXTRA
 fi  # boot 5
 
 if want 6; then
@@ -564,21 +572,25 @@ if want 6; then
 if [ -f "$LAB_DIR/broken.bundle" ]; then
 	mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/broken.bundle" ::/lbd-update.bundle
 	serial=$LAB_DIR/serial-6.log
+	export LAB_NO_REBOOT=1
 	lab_qemu_start "$img" "$serial"
 	t0=$SECONDS
-	if l1=$(wait_serial 'lbd-update: installed' "$BOOT_TIMEOUT"); then
+	l1=0 l2=0
+	if wait_serial 'lbd-update: installed' "$BOOT_TIMEOUT"; then
+		l1=$WS_LINE
 		pass boot6.installed "from the config partition: $(grep -a -m1 'slot a now holds' "$serial" | tr -d '\r')"
 	else
 		fail boot6.installed "no 'lbd-update: installed' line; $(grep -a 'lbd-update' "$serial" | tail -n 3 | tr -d '\r')"
 	fi
-	if l2=$(wait_serial 'lbd-boot-check: slot a .*FAILED' $((BOOT_TIMEOUT + 120)) "${l1:-0}"); then
+	if wait_serial 'lbd-boot-check: slot a .*FAILED' $((BOOT_TIMEOUT + 120)) "$l1"; then
+		l2=$WS_LINE
 		pass boot6.trial_failed "$(sed -n "${l2}p" "$serial" | tr -d '\r' | cut -c1-300)"
 	else
 		fail boot6.trial_failed "no 'lbd-boot-check: slot a ... FAILED' line"
 		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
 	fi
-	if l3=$(wait_serial 'lbd-slots: ROLLED BACK' "$BOOT_TIMEOUT" "${l2:-0}") &&
-		wait_serial 'lbd-status: READY' 60 "${l2:-0}" >/dev/null; then
+	if wait_serial 'lbd-slots: ROLLED BACK' "$BOOT_TIMEOUT" "$l2" && l3=$WS_LINE &&
+		wait_serial 'lbd-status: READY' 60 "$l2"; then
 		pass boot6.rolled_back "back on slot b by itself, $((SECONDS - t0)) s after power-on: $(sed -n "${l3}p" "$serial" | tr -d '\r')"
 		grep -a -E '^lbd-slots: ' "$serial" | tail -n 5 | tr -d '\r' | sed 's/^/    | /'
 	else
@@ -591,6 +603,7 @@ if [ -f "$LAB_DIR/broken.bundle" ]; then
 		fail boot6.serves "port 80 after the rollback: $(tally "http://$LAB_VIP/" 10)"
 	fi
 	lab_qemu_stop 90
+	unset LAB_NO_REBOOT
 	if ! mdir -b -i "$img@@$CONFIG_OFFSET" ::/ | grep -q -i 'lbd-update.bundle'; then
 		pass boot6.bundle_removed "lbd-update.bundle is gone from the config partition"
 	else
