@@ -2,10 +2,11 @@
 # boot-bench.sh IMG [N]: boots a copy of IMG N times (default 3) in the
 # namespace lab with a static config and prints the seconds from QEMU's
 # start to lbd's READY line on the serial console, and their median. With
+# BENCH_REPORT=1 the config turns the serial root shell on and, after
+# READY, the bench asks it for systemd-analyze's totals, the critical
+# chain to lbd.service and the slowest units (printed here). With
 # BENCH_APPEND="..." the kernel next to IMG is booted directly with that
-# command line (e.g. "$(cat out/image/cmdline) lbd.bootreport" makes
-# lbd-boot-report.service print systemd-analyze's critical chain and blame
-# on the serial console). Serial logs go to BENCH_LOGS (out/boot-bench).
+# command line. Serial logs go to BENCH_LOGS (out/boot-bench).
 set -uo pipefail
 img_src=${1:?usage: boot-bench.sh IMG [N]}
 n=${2:-3}
@@ -21,9 +22,12 @@ lab_up
 img=$LAB_DIR/bench.img
 export LAB_KERNEL=${LAB_KERNEL:-${img_src%.img}.vmlinuz} LAB_INITRD=${LAB_INITRD:-${img_src%.img}.initrd}
 cp --sparse=always "$img_src" "$img"
+login=false
+[ "${BENCH_REPORT:-}" = 1 ] && login=true && export LAB_SERIAL_IN=1
 cat >"$LAB_DIR/lb.toml" <<TOML
 [appliance]
 status_listen = "192.0.2.1:9100"
+console_login = $login
 [[interface]]
 name = "wan"
 mac = "$LAB_WAN_MAC"
@@ -58,9 +62,17 @@ for ((i = 1; i <= n; i++)); do
 	done
 	echo "boot $i: READY after ${t:-(none)} s  (load $(cut -d' ' -f1 /proc/loadavg))"
 	[ -n "$t" ] && times+=("$t")
-	if [ -n "${BENCH_APPEND:-}" ] && [ "${BENCH_APPEND/lbd.bootreport/}" != "$BENCH_APPEND" ]; then
-		for ((w = 0; w < 300; w++)); do grep -a -q 'lbd-boot-report: end' "$serial" && break; sleep 1; done
-		sed -n '/lbd-boot-report: begin/,/lbd-boot-report: end/p' "$serial" | tr -d '\r'
+	if [ "${BENCH_REPORT:-}" = 1 ] && [ -n "$t" ]; then
+		# The shell comes up after READY; is-system-running --wait until
+		# every start job is done (systemd-analyze needs a finished boot).
+		for ((w = 0; w < 120; w++)); do
+			grep -a -q '@sh=42@' "$serial" && break
+			lab_serial_send 'echo "@sh=$((6*7))@"'
+			sleep 3
+		done
+		lab_serial_send 'systemctl is-system-running --wait; echo "@rep=begin@"; systemd-analyze time; systemd-analyze critical-chain lbd.service; systemd-analyze blame --no-pager | head -n 25; echo "@rep=end@"'
+		for ((w = 0; w < 300; w++)); do grep -a -q '^@rep=end@' "$serial" && break; sleep 1; done
+		sed -n '/^@rep=begin@/,/^@rep=end@/p' "$serial" | tr -d '\r' | sed 's/\x1b\[[0-9;]*m//g'
 	fi
 	lab_qemu_stop 60
 done
