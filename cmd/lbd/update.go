@@ -42,7 +42,7 @@ itself still on trial.
                applied (exit 0: boot-complete.target, the boot is blessed).
                It fails when lbd.service restarted 3 times without READY,
                systemd gave up on it, lbd ran a minute with no config
-               applied, or --timeout (5m) passed: then it marks this boot
+               applied, or --timeout (10m) passed: then it marks this boot
                bad with systemd-bless-boot, keeps why in
                /var/lib/lbd/last-failed-trial.txt and exits 1
                (lbd-boot-check.service reboots then). Not a trial boot:
@@ -75,7 +75,7 @@ func cmdUpdate(args []string, stdout, stderr io.Writer) int {
 	showStatus := fs.Bool("status", false, "show both slots")
 	fromConfig := fs.Bool("from-config", false, "install FILE if present, remove it, reboot")
 	bootCheck := fs.Bool("boot-check", false, "gate boot-complete.target on lbd READY")
-	timeout := fs.Duration("timeout", 5*time.Minute, "how long --boot-check waits at most")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long --boot-check waits at most")
 	tries := fs.Int("tries", 1, "trial boots of the new slot before it is given up")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
