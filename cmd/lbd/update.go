@@ -293,7 +293,12 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 	if err := os.WriteFile(trialNote, []byte(note), 0o644); err != nil {
 		say("could not keep the reason in %s: %v", trialNote, err)
 	}
-	if out, err := exec.Command(blessBoot, "bad").CombinedOutput(); err != nil {
+	// The ESP is an automount: open it first, and name it (as the drop-in
+	// of systemd-bless-boot.service does) rather than have the tool search.
+	_, _ = os.ReadDir(filepath.Join(l.ESP, update.EntryDir))
+	bless := exec.Command(blessBoot, "bad")
+	bless.Env = append(os.Environ(), "SYSTEMD_ESP_PATH="+l.ESP)
+	if out, err := bless.CombinedOutput(); err != nil {
 		say("systemd-bless-boot bad: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	say("marked bad; rebooting: systemd-boot falls back to slot %s (%s)", other.Name, orDashStr(other.Version))
