@@ -145,7 +145,9 @@ func printSlots(w io.Writer, st update.Status) {
 		}
 		state := s.Entry.State()
 		if s.Booted && st.Trial {
-			state += ", this boot is on trial until lbd is READY"
+			// systemd-boot counted this boot down already (lbd-b+0-1.efi
+			// reads as no tries left): it is the trial itself.
+			state = "on trial: this boot, good once lbd is READY with a config applied"
 		}
 		fmt.Fprintf(w, "%-6s %-9s %-28s %-22s %s\n", name, s.PartLabel, orDashStr(s.Version), entry, state)
 		if s.Err != "" {
