@@ -70,7 +70,7 @@ for ((i = 1; i <= n; i++)); do
 			lab_serial_send 'echo "@sh=$((6*7))@"'
 			sleep 3
 		done
-		lab_serial_send 'systemctl is-system-running --wait; echo "@rep=begin@"; systemd-analyze time; systemd-analyze critical-chain lbd.service; systemd-analyze blame --no-pager | head -n 25; echo "@rep=end@"'
+		lab_serial_send 'export SYSTEMD_PAGER=cat; systemctl is-system-running --wait; echo "@rep=begin@"; systemd-analyze time; systemd-analyze critical-chain lbd.service; systemd-analyze blame --no-pager | head -n 25; echo "@rep=end@"'
 		for ((w = 0; w < 300; w++)); do grep -a -q '^@rep=end@' "$serial" && break; sleep 1; done
 		sed -n '/^@rep=begin@/,/^@rep=end@/p' "$serial" | tr -d '\r' | sed 's/\x1b\[[0-9;]*m//g'
 	fi
