@@ -3,9 +3,9 @@ package daemon
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
+	"lbd/appliance/host"
 	"lbd/appliance/status"
 	"lbd/appliance/sysctl"
 	"lbd/health"
@@ -35,7 +35,8 @@ func (d *Daemon) Snapshot() status.Snapshot {
 		snap.Warnings = append(snap.Warnings, fmt.Sprintf("kernel out of sync since %s (%d failed applies, retrying): %s",
 			snap.Sync.OutOfSyncSince.Format(time.RFC3339), snap.Sync.Failures, snap.Sync.LastError))
 	}
-	snap.Hostname, _ = os.Hostname()
+	// The configured name even where lbd may not set the kernel's.
+	snap.Hostname = host.Name(cfg)
 	snap.NICs = d.host.Status()
 	snap.HA = d.haStatus()
 	if n, m, err := sysctl.ConntrackUsage(); err == nil {

@@ -34,9 +34,26 @@
 #                       it ("Watchdog timeout" in its journal, restarts=1),
 #                       and the new lbd serves config C
 #
+#   boot 5 (UEFI, systemd-boot, slot A; config B with the serial shell; a
+#   second disk holds an update bundle of version IMAGE_VERSION.1)
+#     update       `lbd update /dev/disk/by-id/virtio-lbdbundle` writes slot B
+#     new_version  after `reboot`: /usr/lib/os-release says IMAGE_VERSION.1,
+#                  the kernel booted root=PARTLABEL=LBROOT_B
+#     blessed      lbd READY: the boot check passed and systemd-bless-boot
+#                  renamed lbd-b+0-1.efi to lbd-b.efi (EFI/Linux on the ESP)
+#     serves       the VIP answers from slot B
+#   boot 6 (a broken bundle, IMAGE_VERSION.2, whose lbd never starts, dropped
+#   on the config partition as lbd-update.bundle)
+#     installed      lbd-update-config.service writes it into slot A, reboots
+#     trial_failed   slot A's boot check gives up: "FAILED its trial boot"
+#     rolled_back    systemd-boot boots slot B again by itself; the console
+#                    says "ROLLED BACK" and why; READY
+#     serves         the VIP answers again
+#     bundle_removed the bundle file is gone from the config partition
+#
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
-# time-boxed (IMAGE_TEST_TIMEOUT, default 1200 s; BOOT_TIMEOUT per boot, 300 s).
+# time-boxed (IMAGE_TEST_TIMEOUT, default 2400 s; BOOT_TIMEOUT per boot, 300 s).
 set -uo pipefail
 img_src=${1:?usage: image-test.sh IMG}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,7 +74,10 @@ summary() {
 	echo
 	echo "=== image-test summary ($(basename "$img_src"))"
 	printf '%s\n' "${results[@]}"
-	[ -n "${ready_times:-}" ] && echo "boot-to-READY (s, per boot):$ready_times"
+	if [ -n "${ready_times:-}" ]; then
+		echo "boot-to-READY (s, per boot):$ready_times; median $(printf '%s\n' $ready_times | sort -n |
+			awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') s"
+	fi
 }
 LOGS=${IMAGE_TEST_LOGS:-$(dirname "$img_src")/image-test}
 rm -rf "$LOGS"
@@ -70,7 +90,7 @@ finish() {
 }
 trap finish EXIT
 trap 'echo "image-test: interrupted or timed out"; exit 124' INT TERM
-( sleep "${IMAGE_TEST_TIMEOUT:-1200}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
+( sleep "${IMAGE_TEST_TIMEOUT:-2400}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
 watchdog=$!
 trap 'kill $watchdog 2>/dev/null; finish' EXIT
 
@@ -170,6 +190,10 @@ until_only() {
 	return 1
 }
 
+# IMAGE_TEST_BOOTS="5 6" runs only those boots (while working on them);
+# boot 6 expects what boot 5 leaves (slot B good), boot 4 the config of 3.
+want() { [[ " ${IMAGE_TEST_BOOTS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+
 cfg_a=$LAB_DIR/a.toml
 cat >"$cfg_a" <<TOML
 # image-test config A
@@ -240,6 +264,7 @@ cfg_broken=$LAB_DIR/broken.toml
 awk 'NR == 5 { print "no_such_key = 1" } { print }' "$cfg_b" >"$cfg_broken"
 broken_line=5
 
+if want 1; then
 ### boot 1: config A
 put_config "$cfg_a"
 if boot 1; then
@@ -275,7 +300,9 @@ if boot 1; then
 	lab_backend_start 2
 fi
 lab_qemu_stop 90
+fi  # boot 1
 
+if want 2; then
 ### boot 2: config B, edited on the partition while the appliance is off
 put_config "$cfg_b"
 if boot 2; then
@@ -292,7 +319,9 @@ if boot 2; then
 	fi
 fi
 lab_qemu_stop 90
+fi  # boot 2
 
+if want 3; then
 ### boot 3: a broken lb.toml
 put_config "$cfg_broken"
 boot 3
@@ -322,7 +351,9 @@ else
 	fail boot3.last_good "VIP with the broken file: $(tally "http://$LAB_VIP/" 10)"
 fi
 lab_qemu_stop 90
+fi  # boot 3
 
+if want 4; then
 ### boot 4: lbd.config= on the kernel command line names another file
 # Config C: port 80 over backend-1 only (B, the last good config, has only
 # backend-2 there) and a service "web82" on port 82 to backend-2 that no
@@ -418,6 +449,171 @@ else
 	fail boot4.watchdog_restart "no boot"
 fi
 lab_qemu_stop 90
+fi  # boot 4
+
+### A/B updates (boots 5 and 6)
+# Two bundles made from this build's root and kernel: "new" only carries a
+# newer IMAGE_VERSION; "broken" is newer still, and its lbd never starts
+# (lbd-start exits 1), so lbd is never READY.
+mkbundles() {
+	local troot=$LAB_DIR/troot base=$(dirname "$img_src")
+	unsquashfs -q -n -d "$troot" "$base/image/root.sqfs" >/dev/null || return 1
+	local v name
+	for name in new broken; do
+		if [ $name = new ]; then v=$IMAGE_VERSION.1; else v=$IMAGE_VERSION.2; fi
+		sed -i "s/^IMAGE_VERSION=.*/IMAGE_VERSION=$v/" "$troot/usr/lib/os-release"
+		if [ $name = broken ]; then
+			printf '#!/bin/sh\necho "lbd-start: this test bundle is deliberately broken: lbd does not start" >&2\nexit 1\n' \
+				>"$troot/usr/lib/lbd/lbd-start"
+		fi
+		sed "s/^IMAGE_VERSION=.*/IMAGE_VERSION=$v/" "$base/image/os-release" >"$LAB_DIR/osrel-$name"
+		mksquashfs "$troot" "$LAB_DIR/root-$name.sqfs" -noappend -quiet -no-progress -comp zstd \
+			-Xcompression-level 3 -b 256K -all-root >/dev/null || return 1
+		"$here/mkuki.sh" "$LAB_DIR/osrel-$name" "$base/image/cmdline" "$base/lbd.vmlinuz" "$base/lbd.initrd" \
+			"$LAB_DIR/uki-$name.efi" || return 1
+		"$here/mkbundle.sh" "$LAB_DIR/root-$name.sqfs" "$LAB_DIR/uki-$name.efi" "$v" test "$LAB_DIR/$name.bundle" || return 1
+		rm -f "$LAB_DIR/root-$name.sqfs"
+	done
+	rm -rf "$troot"
+}
+
+# wait_serial PATTERN SECONDS [AFTER-LINE]: until PATTERN (grep -E) appears
+# on the serial console (past line AFTER-LINE); sets WS_LINE to its line
+# number. Not in $(...): it may power the guest on again (LAB_QEMU_PID).
+wait_serial() {
+	local t0=$SECONDS n
+	while (( SECONDS - t0 < $2 )); do
+		n=$(tail -n +"$(( ${3:-0} + 1 ))" "$serial" | grep -a -n -E -m1 "$1" | cut -d: -f1)
+		if [ -n "$n" ]; then WS_LINE=$(( n + ${3:-0} )); return 0; fi
+		if ! kill -0 "$LAB_QEMU_PID" 2>/dev/null; then
+			# With LAB_NO_REBOOT=1 a guest reboot ends QEMU: power on again.
+			[ "${LAB_NO_REBOOT:-}" = 1 ] || return 1
+			wait "$LAB_QEMU_PID" 2>/dev/null
+			echo "image-test: the guest rebooted ($((SECONDS - t0)) s into this wait): powering it on again" >&2
+			LAB_SERIAL_APPEND=1 lab_qemu_start "$img" "$serial"
+		fi
+		sleep 1
+	done
+	return 1
+}
+
+t_bundles=$SECONDS
+if ! want 5 && ! want 6; then
+	:
+elif mkbundles; then
+	echo "test bundles: $(ls -s --block-size=M "$LAB_DIR"/*.bundle | tr '\n' ' ') in $((SECONDS - t_bundles)) s"
+else
+	echo "image-test: could not make the test bundles"
+fi
+
+if want 5; then
+### boot 5: `lbd update` on the running appliance, the bundle on a second disk
+cfg_u=$LAB_DIR/update.toml
+sed 's/^\[appliance\]$/[appliance]\nconsole_login = true/' "$cfg_b" >"$cfg_u"
+put_config "$cfg_u"
+export LAB_SERIAL_IN=1 LAB_NO_REBOOT=1 QEMU_EXTRA="-drive if=none,id=bundle,format=raw,readonly=on,file=$LAB_DIR/new.bundle -device virtio-blk-pci,drive=bundle,serial=lbdbundle"
+if [ -f "$LAB_DIR/new.bundle" ] && boot 5; then
+	shell=""
+	for i in $(seq 30); do shell=$(guest "u$i" '$((6*7))' 3) && break; done
+	before=$(guest st0 '$(lbd update --status | tr "\n" "|")' 30)
+	lab_serial_send "lbd update /dev/disk/by-id/virtio-lbdbundle; echo @upd=\$?@"
+	l_upd=0
+	wait_serial '@upd=[0-9]+@' 240 && l_upd=$WS_LINE
+	upd=$(grep -a -o '@upd=[0-9]*@' "$serial" | tail -n1)
+	if [ "$shell" = 42 ] && [ "$upd" = "@upd=0@" ] && grep -a -q "slot b now holds $IMAGE_VERSION.1" "$serial"; then
+		pass boot5.update "lbd update wrote $IMAGE_VERSION.1 into slot b: $(grep -a -m1 'slot b now holds' "$serial" | tr -d '\r')"
+	else
+		fail boot5.update "shell '$shell', lbd update exit '$upd'; status before: $before"
+		grep -a -E 'lbd update|bundle|slot' "$serial" | tail -n 8 | tr -d '\r' | sed 's/^/    | /'
+	fi
+	lab_serial_send "reboot"
+	if wait_serial 'lbd-status: READY' "$BOOT_TIMEOUT" "$l_upd"; then
+		# The shell comes back after the reboot (console_login = true).
+		for i in $(seq 30); do guest "v$i" '$((6*7))' 3 >/dev/null && break; done
+		ver=$(guest ver '$(. /usr/lib/os-release; echo $IMAGE_VERSION) $(grep -o "root=[^ ]*" /proc/cmdline)' 30)
+		good=""
+		for i in $(seq 20); do
+			good=$(guest "g$i" '$(ls /efi/EFI/Linux | tr "\n" " ")' 5) && [ "${good% }" = "lbd-a.efi lbd-b.efi" ] && break
+			sleep 3
+		done
+		if [ "$ver" = "$IMAGE_VERSION.1 root=PARTLABEL=LBROOT_B" ]; then
+			pass boot5.new_version "after the reboot: image $ver"
+		else
+			fail boot5.new_version "after the reboot: '$ver', want '$IMAGE_VERSION.1 root=PARTLABEL=LBROOT_B'"
+		fi
+		if [ "${good% }" = "lbd-a.efi lbd-b.efi" ] && grep -a -q 'lbd-boot-check: slot b .*this boot is good' "$serial"; then
+			pass boot5.blessed "lbd READY: the boot check passed and systemd-bless-boot renamed lbd-b+0-1.efi to lbd-b.efi"
+		else
+			fail boot5.blessed "entries on the ESP: '$good'; boot check: $(grep -a -m1 'lbd-boot-check' "$serial" | tr -d '\r')"
+		fi
+		if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 20; then
+			pass boot5.serves "slot b serves config B"
+		else
+			fail boot5.serves "port 80 on slot b: $(tally "http://$LAB_VIP/" 10)"
+		fi
+	else
+		fail boot5.new_version "no READY after the reboot into slot b"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+		fail boot5.blessed "no boot"
+		fail boot5.serves "no boot"
+	fi
+else
+	fail boot5.update "no boot or no bundle"
+fi
+lab_qemu_stop 90
+unset LAB_SERIAL_IN QEMU_EXTRA
+fi  # boot 5
+
+if want 6; then
+### boot 6: a broken bundle from the config partition; the appliance rolls back
+# Running slot b ($IMAGE_VERSION.1). lbd-update-config.service installs the
+# bundle into slot a and reboots; slot a's lbd never gets READY, the boot
+# check marks it bad and reboots, and systemd-boot boots slot b again.
+if [ -f "$LAB_DIR/broken.bundle" ]; then
+	mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/broken.bundle" ::/lbd-update.bundle
+	serial=$LAB_DIR/serial-6.log
+	export LAB_NO_REBOOT=1
+	lab_qemu_start "$img" "$serial"
+	t0=$SECONDS
+	l1=0 l2=0
+	if wait_serial 'lbd-update: installed' "$BOOT_TIMEOUT"; then
+		l1=$WS_LINE
+		pass boot6.installed "from the config partition: $(grep -a -m1 'slot a now holds' "$serial" | tr -d '\r')"
+	else
+		fail boot6.installed "no 'lbd-update: installed' line; $(grep -a 'lbd-update' "$serial" | tail -n 3 | tr -d '\r')"
+	fi
+	if wait_serial 'lbd-boot-check: slot a .*FAILED' $((BOOT_TIMEOUT + 120)) "$l1"; then
+		l2=$WS_LINE
+		pass boot6.trial_failed "$(sed -n "${l2}p" "$serial" | tr -d '\r' | cut -c1-300)"
+	else
+		fail boot6.trial_failed "no 'lbd-boot-check: slot a ... FAILED' line"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+	fi
+	if wait_serial 'lbd-slots: ROLLED BACK' "$BOOT_TIMEOUT" "$l2" && l3=$WS_LINE &&
+		wait_serial 'lbd-status: READY' 60 "$l2"; then
+		pass boot6.rolled_back "back on slot b by itself, $((SECONDS - t0)) s after power-on: $(sed -n "${l3}p" "$serial" | tr -d '\r')"
+		grep -a -E '^lbd-slots: ' "$serial" | tail -n 5 | tr -d '\r' | sed 's/^/    | /'
+	else
+		fail boot6.rolled_back "no 'lbd-slots: ROLLED BACK' with READY after the failed trial"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+	fi
+	if wait_vip "http://$LAB_VIP/" 30 && until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 20; then
+		pass boot6.serves "slot b serves config B after the rollback"
+	else
+		fail boot6.serves "port 80 after the rollback: $(tally "http://$LAB_VIP/" 10)"
+	fi
+	lab_qemu_stop 90
+	unset LAB_NO_REBOOT
+	if ! mdir -b -i "$img@@$CONFIG_OFFSET" ::/ | grep -q -i 'lbd-update.bundle'; then
+		pass boot6.bundle_removed "lbd-update.bundle is gone from the config partition"
+	else
+		fail boot6.bundle_removed "config partition: $(mdir -b -i "$img@@$CONFIG_OFFSET" ::/ | tr '\n' ' ')"
+	fi
+else
+	fail boot6.installed "no broken bundle"
+fi
+
+fi  # boot 6
 
 npass=0 nfail=0
 for r in "${results[@]}"; do case $r in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac; done

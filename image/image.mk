@@ -9,7 +9,7 @@
 
 IMAGE_DEBS := mkosi debootstrap systemd-container squashfs-tools mtools dosfstools \
 	fdisk e2fsprogs systemd-boot-efi binutils qemu-utils
-BOOT_DEBS  := qemu-system-x86 ovmf iproute2 dnsmasq-base python3 curl socat
+BOOT_DEBS  := qemu-system-x86 ovmf iproute2 dnsmasq-base python3 curl socat bc
 MKOSI_ROOT  := $(OUT)/mkosi/root
 MKOSI_STAMP := $(OUT)/mkosi/root.stamp
 
@@ -23,7 +23,7 @@ IMAGE_LBD := $(if $(filter 1,$(LBD_PLACEHOLDER)),image/lbd-placeholder,$(LBD))
 # real one rebuilds the image even when the timestamps would not.
 IMAGE_LBD_SRC := $(OUT)/lbd.img.source
 
-.PHONY: image image-deps image-tree boot image-test image-clean _image_force
+.PHONY: image image-deps image-tree boot image-test boot-bench image-clean _image_force
 
 image: $(OUT)/lbd.img
 
@@ -60,5 +60,11 @@ image-test: $(OUT)/lbd.img
 	@./scripts/apt-ensure $(BOOT_DEBS)
 	image/image-test.sh $(OUT)/lbd.img
 
+# Boot to READY under QEMU, N times (BENCH_N, 3), median; BENCH_REPORT=1
+# adds systemd-analyze's critical chain and blame of each boot.
+boot-bench: $(OUT)/lbd.img
+	@./scripts/apt-ensure $(BOOT_DEBS)
+	image/boot-bench.sh $(OUT)/lbd.img $(or $(BENCH_N),3)
+
 image-clean:
-	rm -rf $(OUT)/mkosi $(OUT)/image $(OUT)/image-test $(OUT)/lbd.img* $(OUT)/lbd.qcow2 $(OUT)/lbd.vmlinuz $(OUT)/lbd.initrd
+	rm -rf $(OUT)/mkosi $(OUT)/image $(OUT)/image-test $(OUT)/lbd.img* $(OUT)/lbd.qcow2 $(OUT)/lbd.vmlinuz $(OUT)/lbd.initrd $(OUT)/lbd-update.bundle $(OUT)/boot-bench

@@ -113,6 +113,11 @@ lab_qemu_start() {
 		-monitor "unix:$LAB_DIR/monitor,server,nowait"
 		-display "${QEMU_DISPLAY:-none}"
 	)
+	# LAB_NO_REBOOT=1: a guest reboot ends QEMU instead (the caller powers
+	# it on again): OVMF's warm reset took minutes under a loaded TCG host,
+	# a cold start seconds. The disk, where systemd-boot keeps its boot
+	# counters, is the same either way.
+	[ "${LAB_NO_REBOOT:-}" = 1 ] && args+=(-no-reboot)
 	if [ -n "$append" ]; then
 		args+=(-kernel "${LAB_KERNEL:-${img%.img}.vmlinuz}" -initrd "${LAB_INITRD:-${img%.img}.initrd}" -append "$append")
 	fi
@@ -120,11 +125,14 @@ lab_qemu_start() {
 	if [ "$serial" = stdio ]; then
 		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio ${QEMU_EXTRA:-}
 	else
-		: >"$serial"
-		local serial_args=(-serial "file:$serial")
+		# LAB_SERIAL_APPEND=1: the log goes on after what is there (a guest
+		# powered on again after -no-reboot).
+		local app=off
+		if [ "${LAB_SERIAL_APPEND:-}" = 1 ]; then app=on; else : >"$serial"; fi
+		local serial_args=(-chardev "file,id=ser0,path=$serial,append=$app" -serial chardev:ser0)
 		if [ "${LAB_SERIAL_IN:-}" = 1 ]; then
 			rm -f "$LAB_DIR/serial.sock"
-			serial_args=(-chardev "socket,id=ser0,path=$LAB_DIR/serial.sock,server=on,wait=off,logfile=$serial"
+			serial_args=(-chardev "socket,id=ser0,path=$LAB_DIR/serial.sock,server=on,wait=off,logfile=$serial,logappend=$app"
 				-serial chardev:ser0)
 		fi
 		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" "${serial_args[@]}" ${QEMU_EXTRA:-} \

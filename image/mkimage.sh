@@ -13,12 +13,17 @@
 # with sfdisk and each filesystem copied in with dd conv=notrunc.
 #
 # Disk layout (GPT, 1 MiB aligned):
-#   1 ESP       FAT    EFI/BOOT/BOOTX64.EFI = unified kernel image
-#                      (systemd-boot stub + kernel + initrd + cmdline + os-release)
-#   2 LBROOT    squashfs, read-only root (GPT type: Linux root x86-64)
-#   3 LBCONFIG  FAT16, lb.toml + README.txt (type: Microsoft basic data, so
-#               Windows and macOS mount it when the disk is plugged in)
-#   4 LBSTATE   ext4, writable state: last good config, DHCP leases
+#   1 ESP       FAT    EFI/BOOT/BOOTX64.EFI = systemd-boot, loader/loader.conf,
+#                      EFI/Linux/lbd-a.efi = slot A's unified kernel image
+#                      (systemd stub + kernel + initrd + cmdline + os-release)
+#   2 LBROOT_A  squashfs, read-only root of slot A (GPT type: Linux root x86-64)
+#   3 LBROOT_B  slot B, empty until the first `lbd update`
+#   4 LBCONFIG  FAT, lb.toml + README.txt (type: Microsoft basic data, so
+#               Windows and macOS mount it when the disk is plugged in);
+#               room for an update bundle dropped next to lb.toml
+#   5 LBSTATE   ext4, writable state: last good config, DHCP leases
+# Also written: OUTDIR/lbd-update.bundle, the update bundle of this build
+# (root squashfs + UKI + manifest.json with their SHA-256) for `lbd update`.
 set -euo pipefail
 
 tree=${1:?usage: mkimage.sh TREE LBD OUTDIR [VERSION]}
@@ -30,16 +35,32 @@ repo=$(cd "$here/.." && pwd)
 work=$out/image
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
 
-# Sizes in MiB of the partitions whose size is not given by their content.
-ESP_MIN_MB=${ESP_MIN_MB:-20}
-CONFIG_MB=${CONFIG_MB:-8}
+# Partition sizes in MiB. Fixed, not fitted to this build's content: an
+# appliance keeps its partition table for life, so the ESP must hold two
+# UKIs and each root slot the squashfs of later versions too, and the
+# config partition an update bundle (root + UKI) besides lb.toml.
+ESP_MB=${ESP_MB:-48}
+ROOT_MB=${ROOT_MB:-96}
+CONFIG_MB=${CONFIG_MB:-128}
 STATE_MB=${STATE_MB:-16}
-# Kernel command line baked into the unified kernel image.
-CMDLINE=${CMDLINE:-"root=PARTLABEL=LBROOT rootfstype=squashfs ro console=tty0 console=ttyS0,115200 net.ifnames=0 loglevel=4 panic=10"}
+# The image version (IMAGE_VERSION of os-release, the bundle's version):
+# systemd-boot boots the entry with the newest one, so it must grow with
+# every build: the date and time of the last commit, plus the build time
+# when the tree has uncommitted changes.
+if [ -z "${IMAGE_VERSION:-}" ]; then
+	IMAGE_VERSION=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d.%H%M%S)
+	if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+		IMAGE_VERSION=$IMAGE_VERSION.$(date -u +%s)
+	fi
+fi
+# Kernel command line baked into the unified kernel image. root= names the
+# slot; `lbd update` rewrites the letter for the slot it writes.
+CMDLINE=${CMDLINE:-"root=PARTLABEL=LBROOT_A rootfstype=squashfs ro console=tty0 console=ttyS0,115200 net.ifnames=0 loglevel=4 panic=10 systemd.show_status=error"}
 # Fixed identifiers so the same inputs give the same disk.
 DISK_GUID=6c62642d-0000-4000-8000-000000000000
 ESP_GUID=6c62642d-0001-4000-8000-000000000001
 ROOT_GUID=6c62642d-0002-4000-8000-000000000002
+ROOT_B_GUID=6c62642d-0002-4000-8000-00000000000b
 CONFIG_GUID=6c62642d-0003-4000-8000-000000000003
 STATE_GUID=6c62642d-0004-4000-8000-000000000004
 STATE_FS_UUID=6c62642d-0004-4000-8000-0000000000f4
@@ -50,6 +71,7 @@ TYPE_MS_BASIC_DATA=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7
 TYPE_LINUX_DATA=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 
 STUB=${STUB:-/usr/lib/systemd/boot/efi/linuxx64.efi.stub}
+SDBOOT=${SDBOOT:-/usr/lib/systemd/boot/efi/systemd-bootx64.efi}
 
 step() { printf '==> %s\n' "$*"; }
 mib() { echo $(( ($(stat -Lc %s "$1") + 1048575) / 1048576 )); }
@@ -63,11 +85,14 @@ initrd=$(ls "$tree"/boot/initrd.img-* 2>/dev/null | sort -V | tail -n1)
 rm -rf "$work"
 mkdir -p "$work"
 
-step "root tree: hard-linked copy of $tree + rootfs/ + lbd $version"
+step "root tree: hard-linked copy of $tree + rootfs/ + lbd $version, image $IMAGE_VERSION"
 # A hard-linked copy: files we change are replaced, never written through.
 cp -al "$tree" "$work/root"
 cp -a --remove-destination "$repo/rootfs/." "$work/root/"
 rm -f "$work/root/usr/bin/lbd"
+# Where the ESP is mounted (fstab: automount, for lbd update and
+# systemd-bless-boot).
+mkdir -p "$work/root/efi"
 install -m 0755 "$lbd" "$work/root/usr/bin/lbd"
 # The users of rootfs/usr/lib/sysusers.d (lbd.service runs as user lbd):
 # the root is read-only at run time, so they go into /etc/passwd now.
@@ -82,9 +107,10 @@ fi
 osrel=$work/os-release
 {
 	grep -v -E '^(PRETTY_NAME|IMAGE_ID|IMAGE_VERSION)=' "$tree/usr/lib/os-release"
-	echo "PRETTY_NAME=\"lbd appliance $version (Debian $(cat "$tree/etc/debian_version"))\""
+	echo "PRETTY_NAME=\"lbd appliance $IMAGE_VERSION (lbd $version, Debian $(cat "$tree/etc/debian_version"))\""
 	echo "IMAGE_ID=lbd"
-	echo "IMAGE_VERSION=$version"
+	echo "IMAGE_VERSION=$IMAGE_VERSION"
+	echo "LBD_VERSION=$version"
 } >"$osrel"
 rm -f "$work/root/usr/lib/os-release"
 cp "$osrel" "$work/root/usr/lib/os-release"
@@ -98,33 +124,36 @@ mksquashfs "$work/root" "$work/root.sqfs" -noappend -quiet -no-progress \
 	-wildcards -e 'boot/*' >/dev/null
 rm -rf "$work/root"
 
-step "ESP: unified kernel image at EFI/BOOT/BOOTX64.EFI"
+step "ESP: systemd-boot + EFI/Linux/lbd-a.efi (unified kernel image of slot A)"
 printf '%s' "$CMDLINE" >"$work/cmdline"
-# Each section goes after the previous one, 4 KiB aligned, past the stub's end.
-uki=$work/BOOTX64.EFI
-end=$(objdump -h "$STUB" | awk 'NF == 7 && $1 ~ /^[0-9]+$/ { print $3, $4 }' |
-	while read -r size vma; do echo $((16#$vma + 16#$size)); done | sort -n | tail -n1)
-align() { echo $(( ($1 + 4095) / 4096 * 4096 )); }
-args=()
-off=$(align "$end")
-for s in osrel:"$osrel" cmdline:"$work/cmdline" linux:"$kernel" initrd:"$initrd"; do
-	name=${s%%:*} file=${s#*:}
-	args+=(--add-section ".$name=$file" --change-section-vma ".$name=$(printf 0x%x "$off")")
-	off=$(align $((off + $(stat -Lc %s "$file"))))
-done
-objcopy "${args[@]}" "$STUB" "$uki"
-esp_mb=$(( $(mib "$uki") + 4 ))
-[ "$esp_mb" -lt "$ESP_MIN_MB" ] && esp_mb=$ESP_MIN_MB
-# FAT16 below 64 MiB (FAT32 needs at least ~33 MiB, and UEFI firmware reads
-# FAT16 ESPs), FAT32 above.
+uki=$work/lbd.efi
+"$here/mkuki.sh" "$osrel" "$work/cmdline" "$kernel" "$initrd" "$uki"
+uki_mb=$(mib "$uki")
+[ $((2 * uki_mb + 2)) -le "$ESP_MB" ] || { echo "mkimage: ESP_MB=$ESP_MB cannot hold two ${uki_mb} MiB UKIs" >&2; exit 1; }
+# No menu (timeout 0; a key held at boot still shows it), the newest entry
+# with tries left boots (systemd-boot's own order), no editor.
+cat >"$work/loader.conf" <<LOADER
+timeout 0
+editor no
+auto-entries no
+auto-firmware no
+LOADER
+# FAT16 below 64 MiB (UEFI firmware reads FAT16 ESPs), FAT32 above.
 fat=16
-[ "$esp_mb" -ge 64 ] && fat=32
-mkfs.fat -F $fat -n ESP -i 4c424445 -C "$work/esp.img" $((esp_mb * 1024)) >/dev/null
-mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
-mcopy -i "$work/esp.img" "$uki" ::/EFI/BOOT/BOOTX64.EFI
+[ "$ESP_MB" -ge 64 ] && fat=32
+mkfs.fat -F $fat -n ESP -i 4c424445 -C "$work/esp.img" $((ESP_MB * 1024)) >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT ::/EFI/systemd ::/EFI/Linux ::/loader
+mcopy -i "$work/esp.img" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp.img" "$SDBOOT" ::/EFI/systemd/systemd-bootx64.efi
+mcopy -i "$work/esp.img" "$work/loader.conf" ::/loader/loader.conf
+# Slot A starts good (no boot counter): there is nothing to fall back to.
+mcopy -i "$work/esp.img" "$uki" ::/EFI/Linux/lbd-a.efi
+
+step "bundle: $out/lbd-update.bundle ($IMAGE_VERSION)"
+"$here/mkbundle.sh" "$work/root.sqfs" "$uki" "$IMAGE_VERSION" "$version" "$out/lbd-update.bundle"
 
 step "LBCONFIG: FAT with lb.toml and README.txt"
-mkfs.fat -F 16 -s 2 -n LBCONFIG -i 4c424343 -C "$work/config.img" $((CONFIG_MB * 1024)) >/dev/null
+mkfs.fat -F 16 -n LBCONFIG -i 4c424343 -C "$work/config.img" $((CONFIG_MB * 1024)) >/dev/null
 mcopy -i "$work/config.img" "$repo/rootfs/config/lb.toml" ::/lb.toml
 mcopy -i "$work/config.img" "$repo/rootfs/usr/share/lbd/README.txt" ::/README.txt
 
@@ -135,10 +164,13 @@ mkfs.ext4 -q -F -L LBSTATE -U "$STATE_FS_UUID" -E root_owner=0:0 -d "$work/state
 	"$work/state.img" "${STATE_MB}M"
 
 step "disk: GPT + partitions"
-root_mb=$(( $(mib "$work/root.sqfs") + 1 ))
+root_mb=$ROOT_MB
+[ "$(mib "$work/root.sqfs")" -le "$root_mb" ] || { echo "mkimage: root squashfs larger than ROOT_MB=$ROOT_MB" >&2; exit 1; }
+esp_mb=$ESP_MB
 s_esp=1
 s_root=$((s_esp + esp_mb))
-s_config=$((s_root + root_mb))
+s_root_b=$((s_root + root_mb))
+s_config=$((s_root_b + root_mb))
 s_state=$((s_config + CONFIG_MB))
 total=$((s_state + STATE_MB + 1))
 img=$out/lbd.img
@@ -152,7 +184,8 @@ unit: sectors
 first-lba: 2048
 
 start=$(sect $s_esp), size=$(sect "$esp_mb"), type=$TYPE_ESP, uuid=$ESP_GUID, name="ESP"
-start=$(sect $s_root), size=$(sect "$root_mb"), type=$TYPE_ROOT_X86_64, uuid=$ROOT_GUID, name="LBROOT", attrs="GUID:60"
+start=$(sect $s_root), size=$(sect "$root_mb"), type=$TYPE_ROOT_X86_64, uuid=$ROOT_GUID, name="LBROOT_A", attrs="GUID:60"
+start=$(sect $s_root_b), size=$(sect "$root_mb"), type=$TYPE_ROOT_X86_64, uuid=$ROOT_B_GUID, name="LBROOT_B", attrs="GUID:60"
 start=$(sect $s_config), size=$(sect "$CONFIG_MB"), type=$TYPE_MS_BASIC_DATA, uuid=$CONFIG_GUID, name="LBCONFIG"
 start=$(sect $s_state), size=$(sect "$STATE_MB"), type=$TYPE_LINUX_DATA, uuid=$STATE_GUID, name="LBSTATE"
 SFDISK
@@ -165,6 +198,9 @@ put "$work/state.img" $s_state
 cat >"$out/lbd.img.layout" <<LAYOUT
 ESP_OFFSET=$((s_esp * 1048576))
 ROOT_OFFSET=$((s_root * 1048576))
+ROOT_B_OFFSET=$((s_root_b * 1048576))
+ROOT_SIZE=$((root_mb * 1048576))
+IMAGE_VERSION=$IMAGE_VERSION
 CONFIG_OFFSET=$((s_config * 1048576))
 STATE_OFFSET=$((s_state * 1048576))
 LAYOUT
@@ -175,7 +211,8 @@ step "qcow2"
 qemu-img convert -f raw -O qcow2 -c "$img" "$out/lbd.qcow2"
 
 sfdisk --dump "$img" | grep 'start=' | sed 's/^/    /'
-printf '    %-10s %6s MiB\n' ESP "$esp_mb" LBROOT "$root_mb" LBCONFIG "$CONFIG_MB" LBSTATE "$STATE_MB"
-printf 'image: %s  %d MiB raw (root squashfs %s MiB, UKI %s MiB)\n' "$img" "$total" \
-	"$(mib "$work/root.sqfs")" "$(mib "$uki")"
+printf '    %-10s %6s MiB\n' ESP "$esp_mb" LBROOT_A "$root_mb" LBROOT_B "$root_mb" LBCONFIG "$CONFIG_MB" LBSTATE "$STATE_MB"
+printf 'image: %s  %d MiB raw (root squashfs %s MiB, UKI %s MiB), version %s\n' "$img" "$total" \
+	"$(mib "$work/root.sqfs")" "$(mib "$uki")" "$IMAGE_VERSION"
+printf 'bundle: %s  %s MiB\n' "$out/lbd-update.bundle" "$(mib "$out/lbd-update.bundle")"
 printf 'image: %s  %s MiB qcow2\n' "$out/lbd.qcow2" "$(mib "$out/lbd.qcow2")"

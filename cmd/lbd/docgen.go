@@ -18,7 +18,7 @@ import (
 // for the Debian package's build (packaging/build-deb.sh), not for users.
 
 // usageLine matches a command line of the top-level usage text.
-var usageLine = regexp.MustCompile(`^  lbd ([a-z]+)`)
+var usageLine = regexp.MustCompile(`^  lbd ([a-z][a-z-]*)`)
 
 // commandNames lists the commands of the top-level usage, in its order.
 func commandNames() []string {

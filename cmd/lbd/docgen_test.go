@@ -61,8 +61,11 @@ func TestBashCompletion(t *testing.T) {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	if got := complete("lbd", "dr"); got != "drain" {
-		t.Errorf("lbd dr<TAB> = %q, want drain", got)
+	if got := complete("lbd", "dr"); got != "drain drain-node" {
+		t.Errorf("lbd dr<TAB> = %q, want drain drain-node", got)
+	}
+	if got := complete("lbd", "appl"); got != "appliance-setup" {
+		t.Errorf("lbd appl<TAB> = %q, want appliance-setup", got)
 	}
 	if got := complete("lbd", "status", "--js"); got != "--json" {
 		t.Errorf("lbd status --js<TAB> = %q, want --json", got)

@@ -8,7 +8,7 @@ import (
 
 // Every command answers --help with its usage on stdout and exit 0.
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "check", "reload", "ping", "status", "throttle", "console", "drain", "undrain", "drain-node", "undrain-node", "conns", "flush", "diff", "edit", "import"} {
+	for _, cmd := range []string{"run", "check", "reload", "ping", "status", "throttle", "console", "drain", "undrain", "drain-node", "undrain-node", "conns", "flush", "diff", "edit", "import", "update", "appliance-setup"} {
 		var out, errb bytes.Buffer
 		code := realMain([]string{cmd, "--help"}, &out, &errb)
 		if code != 0 || errb.Len() != 0 || !strings.HasPrefix(out.String(), "usage: lbd "+cmd) {

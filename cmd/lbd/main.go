@@ -41,6 +41,8 @@ usage:
   lbd edit [--config FILE]                      edit the config on the box: validate, save atomically, diff, reload
   lbd import  [--ipvsadm] [-o FILE] FILE|-      lb.toml from keepalived.conf or ipvsadm-save -n
   lbd ha release|resume [--timeout D]           pair ([ha]): hand the VIPs to the peer, wait until it is master
+  lbd update  FILE | --status                   appliance: install an update bundle into the other slot; show both slots
+  lbd appliance-setup [--config FILE]           appliance: hostname and serial login from [appliance] (before lbd run)
   lbd version
 
 defaults: --config ` + config.DefaultPath + `, --socket ` + control.DefaultSocket + `
@@ -91,6 +93,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdDiff(rest, stdout, stderr)
 	case "edit":
 		return cmdEdit(rest, stdout, stderr)
+	case "update":
+		return cmdUpdate(rest, stdout, stderr)
+	case "appliance-setup":
+		return cmdApplianceSetup(rest, stdout, stderr)
 	case "status":
 		return cmdStatusView(rest, stdout, stderr)
 	case "-h", "--help", "help":

@@ -146,6 +146,13 @@ func (w Writer) Replace(path string, data []byte) (err error) {
 	}
 	target := filepath.Join(dir, filepath.Base(abs))
 
+	return w.writable(dir, target, func() error { return writeAtomic(target, data) })
+}
+
+// writable runs fn with the mount holding dir read-write: remounted for fn
+// and read-only again afterwards when it was read-only, left alone when it
+// was writable already. target names the file in errors.
+func (w Writer) writable(dir, target string, fn func() error) (err error) {
 	// One writer at a time: a second `lbd edit` (console and ssh) must not
 	// remount read-only under the first one's write. flock works on any
 	// file system, FAT included.
@@ -190,7 +197,7 @@ func (w Writer) Replace(path string, data []byte) (err error) {
 			}
 		}()
 	}
-	return writeAtomic(target, data)
+	return fn()
 }
 
 // writeAtomic is the write itself: temp file in the same directory (a
