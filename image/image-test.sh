@@ -53,7 +53,7 @@
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
-# time-boxed (IMAGE_TEST_TIMEOUT, default 2400 s; BOOT_TIMEOUT per boot, 300 s).
+# time-boxed (IMAGE_TEST_TIMEOUT, default 1500 s; BOOT_TIMEOUT per boot, 300 s).
 set -uo pipefail
 img_src=${1:?usage: image-test.sh IMG}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -90,7 +90,7 @@ finish() {
 }
 trap finish EXIT
 trap 'echo "image-test: interrupted or timed out"; exit 124' INT TERM
-( sleep "${IMAGE_TEST_TIMEOUT:-2400}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
+( sleep "${IMAGE_TEST_TIMEOUT:-1500}"; echo "image-test: time box reached"; kill -TERM $$ ) 2>/dev/null &
 watchdog=$!
 trap 'kill $watchdog 2>/dev/null; finish' EXIT
 
