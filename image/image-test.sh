@@ -50,6 +50,14 @@
 #                    says "ROLLED BACK" and why; READY
 #     serves         the VIP answers again
 #     bundle_removed the bundle file is gone from the config partition
+#   boot 7 (config A plus [ha] with a peer that never answers, and the serial
+#   shell)
+#     ha_master    keepalived (lbd's child) makes the lone node MASTER
+#     ha_serves    the VIP keepalived added serves both backends
+#     ha_metrics   /metrics: lbd_ha_role{role="MASTER"} 1
+#     edit         `lbd edit` with a scripted $EDITOR writes the read-only
+#                  /config/lb.toml (remounted rw for the write, ro after),
+#                  then diff + reload: port 80 reaches backend-2 only
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
@@ -192,7 +200,7 @@ until_only() {
 
 # IMAGE_TEST_BOOTS="5 6" runs only those boots (while working on them);
 # boot 6 expects what boot 5 leaves (slot B good), boot 4 the config of 3.
-want() { [[ " ${IMAGE_TEST_BOOTS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+want() { [[ " ${IMAGE_TEST_BOOTS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
 
 cfg_a=$LAB_DIR/a.toml
 cat >"$cfg_a" <<TOML
@@ -614,6 +622,90 @@ else
 fi
 
 fi  # boot 6
+
+if want 7; then
+### boot 7: one node of an HA pair whose peer never answers ([ha]), and
+### `lbd edit` on the appliance itself (the real read-only /config remount)
+cfg_ha=$LAB_DIR/ha.toml
+sed 's/^\[appliance\]$/[appliance]\nconsole_login = true/' "$cfg_a" >"$cfg_ha"
+cat >>"$cfg_ha" <<TOML
+
+[ha]
+mode = "vrrp"
+interface = "wan"
+router_id = 51
+priority = 150
+peer = "198.51.100.5"
+advert_interval = "200ms"
+lan_interface = "lan"
+lan_address = "192.0.2.3/24"
+sync_interface = "lan"
+sync_peer = "192.0.2.6"
+TOML
+put_config "$cfg_ha"
+if LAB_SERIAL_IN=1 boot 7; then
+	t0=$SECONDS role=""
+	while (( SECONDS - t0 < 60 )); do
+		role=$(status_json | json_py 'd["ha"]["role"]')
+		[ "$role" = MASTER ] && break
+		sleep 1
+	done
+	if [ "$role" = MASTER ]; then
+		pass boot7.ha_master "alone, the node became MASTER after $((SECONDS - t0)) s (keepalived and conntrackd from the image, as lbd's children)"
+	else
+		fail boot7.ha_master "role '${role:-none}' after 60 s; ha: $(status_json | json_py 'd.get("ha")')"
+		grep -a -i 'keepalived\|conntrackd\|lbd:.*ha' "$serial" | tail -n 8 | tr -d '\r' | sed 's/^/    | /'
+	fi
+	if wait_vip "http://$LAB_VIP/" 45; then
+		t=$(tally "http://$LAB_VIP/" 20)
+		case $t in
+		*"fail=0"*) case $t in *"backend-1=0 "*|*"backend-2=0 "*) fail boot7.ha_serves "20 requests: $t" ;;
+			*) pass boot7.ha_serves "the VIP (added by keepalived) serves: $t" ;; esac ;;
+		*) fail boot7.ha_serves "20 requests: $t" ;;
+		esac
+	else
+		fail boot7.ha_serves "VIP $LAB_VIP:80 did not answer within 45 s"
+	fi
+	if in_bk curl -s --max-time 3 http://192.0.2.1:9100/metrics | grep -q '^lbd_ha_role{role="MASTER"} 1'; then
+		pass boot7.ha_metrics '/metrics: lbd_ha_role{role="MASTER"} 1'
+	else
+		fail boot7.ha_metrics "no lbd_ha_role{role=\"MASTER\"} 1 in /metrics"
+	fi
+
+	# lbd edit, with an editor that moves web's first backend to a port
+	# nothing listens on: validated, written to the read-only partition
+	# (remounted read-write only for the write), diffed and reloaded.
+	shell=""
+	for i in $(seq 30); do
+		shell=$(guest "esh$i" '$((6*7))' 3) && break
+	done
+	if [ "$shell" != 42 ]; then
+		fail boot7.edit "no root shell on the serial console (console_login = true)"
+	else
+		lab_serial_send "EDITOR='sed -i s/192.0.2.11:8080/192.0.2.11:8089/' lbd edit >/tmp/edit.out 2>&1; echo edit-rc=\$?"
+		t0=$SECONDS
+		until grep -a -q 'edit-rc=[0-9]' "$serial" || (( SECONDS - t0 > 60 )); do sleep 1; done
+		erc=$(grep -a -o 'edit-rc=[0-9][0-9]*' "$serial" | tail -n 1)
+		onfile=$(guest edfile '$(grep -c 192.0.2.11:8089 /config/lb.toml)')
+		ro=$(guest edro '$(findmnt -n -o OPTIONS /config | cut -d, -f1)')
+		if [ "$erc" = edit-rc=0 ] && [ "$onfile" = 1 ] && [ "$ro" = ro ] &&
+			until_only "http://$LAB_VIP/" "backend-1=0 backend-2=10 fail=0" 30; then
+			pass boot7.edit "lbd edit wrote /config/lb.toml (mounted $ro again), reloaded: port 80 -> backend-2 only"
+		else
+			fail boot7.edit "$erc, edited line on /config: ${onfile:-?}, /config mount: ${ro:-?}, port 80: $(tally "http://$LAB_VIP/" 10)"
+			lab_serial_send "cat /tmp/edit.out"
+			sleep 2
+			tail -n 15 "$serial" | tr -d '\r' | sed 's/^/    | /'
+		fi
+	fi
+else
+	fail boot7.ha_master "no boot"
+	fail boot7.ha_serves "no boot"
+	fail boot7.ha_metrics "no boot"
+	fail boot7.edit "no boot"
+fi
+lab_qemu_stop 90
+fi  # boot 7
 
 npass=0 nfail=0
 for r in "${results[@]}"; do case $r in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac; done
