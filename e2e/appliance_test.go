@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,21 +74,12 @@ func TestSystemdNotify(t *testing.T) {
 	next("WATCHDOG=1")
 }
 
-// httpIn GETs a URL from inside a namespace.
+// httpIn GETs a URL from inside a namespace; any failure fails the test.
 func httpIn(t *testing.T, e *env, ns, url string) []byte {
 	t.Helper()
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return e.lab.Dial(ns, network, addr, 3*time.Second)
-	}}
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	b, err := httpInErr(e, ns, url)
 	if err != nil {
 		t.Fatalf("GET %s from %s: %v", url, ns, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return b
 }
