@@ -88,6 +88,9 @@ func TestBrokenFileServesLastGoodFromTheConfiguredStateDir(t *testing.T) {
 			os.WriteFile(cfg, []byte(head+svcTOML("b", "198.51.100.10", c.broken, be1)), 0o644)
 			d, stop = startOn(t, cfg)
 			defer stop()
+			// startOn returns once the file's error is recorded, which is
+			// before the last good copy has applied.
+			waitFor(t, "the last good config applied", func() bool { return d.configOrNil() != nil })
 			snap := d.Snapshot()
 			if len(snap.Services) != 1 || snap.Services[0].Name != "a" {
 				t.Fatalf("serving %v; want the last good config (service a)", snap.Services)
