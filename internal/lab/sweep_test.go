@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSweepRemovesOnlyOrphanedLabs(t *testing.T) {
@@ -30,6 +31,20 @@ func TestSweepRemovesOnlyOrphanedLabs(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- sleeper.Wait() }()
+	// `ip netns exec` enters the namespace after it starts: sweep only once
+	// the namespace lists the process, or the sweep finds nobody to kill
+	// (a race a loaded CI machine lost: the sleeper then ran its 300 s).
+	for {
+		pids, _ := exec.Command("ip", "netns", "pids", orphan).Output()
+		if strings.Contains(" "+strings.Join(strings.Fields(string(pids)), " ")+" ", fmt.Sprintf(" %d ", sleeper.Process.Pid)) {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the process in the orphaned lab ended by itself: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 
 	sweepOrphans()
 	list, _ := exec.Command("ip", "netns", "list").Output()
