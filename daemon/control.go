@@ -18,7 +18,7 @@ const applyTimeout = 60 * time.Second
 func (d *Daemon) handle(ctx context.Context, req control.Request) control.Response {
 	switch req.Command {
 	case "status":
-		snap := d.Snapshot()
+		snap := d.snaps.get()
 		return control.Response{OK: true, Status: &snap}
 	case "reload":
 		lifted, err := d.Reload()

@@ -106,6 +106,7 @@ type Daemon struct {
 	monitor  HealthMonitor
 	host     Host
 	web      *statusServer
+	snaps    *snapshots
 	started  time.Time
 	stateDir string
 
@@ -166,7 +167,8 @@ func New(opts Options) *Daemon {
 	d.stateDir = resolveStateDir(opts.StateDir, opts.ConfigPath)
 	d.monitor = opts.NewMonitor(d.onTransition, opts.Logger)
 	d.host = opts.NewHost(d.stateDir, opts.Logger)
-	d.web = newStatusServer(d.Snapshot, opts.Logger)
+	d.snaps = &snapshots{build: d.Snapshot}
+	d.web = newStatusServer(d.snaps.get, opts.Logger)
 	d.beat.Store(time.Now())
 	return d
 }
