@@ -225,9 +225,16 @@ protocol = "tcp"
 	// ambient capability. The inheritable set may stay (lbd cannot empty
 	// it under the unit's syscall filter): it grants nothing by itself,
 	// and under no-new-privs no file capability adds to it.
-	b, err := os.ReadFile(filepath.Join(root, "var/lib/lbd/check-identity"))
-	if err != nil {
-		t.Fatalf("the exec health check left no identity: %v", err)
+	// Backends start up before their first check, so "3 up" above does
+	// not mean the exec check has run yet: wait for what it writes.
+	var b []byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if b, err = os.ReadFile(filepath.Join(root, "var/lib/lbd/check-identity")); err == nil && len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec health check left no identity within a minute: %v", err)
+		}
 	}
 	ident := parseIdentity(string(b))
 	if ident["uid"] != strconv.Itoa(uid) {
