@@ -666,10 +666,18 @@ if LAB_SERIAL_IN=1 boot 7; then
 	else
 		fail boot7.ha_serves "VIP $LAB_VIP:80 did not answer within 45 s"
 	fi
-	if in_bk curl -s --max-time 3 http://192.0.2.1:9100/metrics | grep -q '^lbd_ha_role{role="MASTER"} 1'; then
+	# /metrics asks conntrackd for its counters (bounded to 2 s by lbd):
+	# a generous timeout, and a few tries on a slow TCG guest.
+	t0=$SECONDS metrics=""
+	while (( SECONDS - t0 < 30 )); do
+		metrics=$(in_bk curl -s --max-time 10 http://192.0.2.1:9100/metrics)
+		grep -q '^lbd_ha_role{role="MASTER"} 1' <<<"$metrics" && break
+		sleep 1
+	done
+	if grep -q '^lbd_ha_role{role="MASTER"} 1' <<<"$metrics"; then
 		pass boot7.ha_metrics '/metrics: lbd_ha_role{role="MASTER"} 1'
 	else
-		fail boot7.ha_metrics "no lbd_ha_role{role=\"MASTER\"} 1 in /metrics"
+		fail boot7.ha_metrics "no lbd_ha_role{role=\"MASTER\"} 1 in /metrics after 30 s; its lbd_ha lines: $(grep '^lbd_ha' <<<"$metrics" | tr '\n' ' ')"
 	fi
 
 	# lbd edit, with an editor that moves web's first backend to a port
