@@ -18,7 +18,7 @@ import (
 // router moves a flow from another node) gets a reset from the node at
 // once; without it conntrack picks the flow up again and it carries on.
 func TestFleetReset(t *testing.T) {
-	p := newProtectLab(t, "frst", 1, 1)
+	p := newKernelLab(t, "frst", 1, 1)
 	plans := Plan(echoService(1, Protection{}), nil)
 	for _, tc := range []struct {
 		reset bool

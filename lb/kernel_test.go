@@ -28,6 +28,34 @@ func labserver(t *testing.T) string {
 	return bin
 }
 
+// kernelLab is a standard lab with backends running and a Dataplane
+// programming its lb namespace; nsFD is that namespace, for more
+// Dataplanes (a restarted lbd, a reader).
+type kernelLab struct {
+	*lab.Standard
+	dp   *Dataplane
+	nsFD int
+}
+
+func newKernelLab(t *testing.T, name string, backends, clients int) *kernelLab {
+	t.Helper()
+	needRoot(t)
+	s, err := lab.NewStandardClients(name, backends, clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.StartBackends(labserver(t), ""); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(s.NSFile("lb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &kernelLab{Standard: s, dp: NewInNetNS(int(f.Fd())), nsFD: int(f.Fd())}
+}
+
 // spec is a service of the lab on port 7000 whose backends listen on 7000.
 func spec(name, vip, sched string, backends ...string) ServiceSpec {
 	s := ServiceSpec{Name: name, VIP: netip.MustParseAddr(vip), Proto: protoTCP, Port: 7000,
@@ -41,21 +69,8 @@ func spec(name, vip, sched string, backends ...string) ServiceSpec {
 // TestDataplaneRoundRobinV4 programs a namespace directly through the
 // Dataplane and checks real connections spread exactly evenly.
 func TestDataplaneRoundRobinV4(t *testing.T) {
-	needRoot(t)
-	s, err := lab.NewStandard("dp", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.StartBackends(labserver(t), ""); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(s.NSFile("lb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dp := NewInNetNS(int(f.Fd()))
+	s := newKernelLab(t, "dp", 3, 1)
+	dp := s.dp
 	cfg := []ServiceSpec{
 		spec("echo", lab.VIPv4, "rr", lab.BackendV4(1), lab.BackendV4(2), lab.BackendV4(3)),
 		spec("echo6", lab.VIPv6, "sh", lab.BackendV6(1), lab.BackendV6(2)),
@@ -66,7 +81,7 @@ func TestDataplaneRoundRobinV4(t *testing.T) {
 	}
 	t.Log(st)
 	// What a restarted lbd reads back: every backend's slot count.
-	owners, err := NewInNetNS(int(f.Fd())).SlotOwners()
+	owners, err := NewInNetNS(s.nsFD).SlotOwners()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,26 +14,13 @@ import (
 // reaches the backend from that address, and setting them back to zero
 // takes both out again.
 func TestPairRules(t *testing.T) {
-	needRoot(t)
-	s, err := lab.NewStandard("pair", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.StartBackends(labserver(t), ""); err != nil {
-		t.Fatal(err)
-	}
+	s := newKernelLab(t, "pair", 1, 1)
 	// The floating address as a secondary address: masquerade would pick
 	// the primary 192.0.2.1.
 	if err := s.Exec("lb", "ip", "addr", "add", "192.0.2.99/24", "dev", "lanbr"); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(s.NSFile("lb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dp := NewInNetNS(int(f.Fd()))
+	dp := s.dp
 	plans := Plan([]ServiceSpec{spec("echo", lab.VIPv4, "rr", lab.BackendV4(1))}, nil)
 	plans[0].SNAT = true
 	if _, err := dp.Apply(plans); err != nil {

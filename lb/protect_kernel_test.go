@@ -16,33 +16,7 @@ import (
 	"lbd/internal/lab"
 )
 
-// protectLab is a standard lab with backends running and a Dataplane
-// programming its lb namespace.
-type protectLab struct {
-	*lab.Standard
-	dp *Dataplane
-}
-
-func newProtectLab(t *testing.T, name string, backends, clients int) *protectLab {
-	t.Helper()
-	needRoot(t)
-	s, err := lab.NewStandardClients(name, backends, clients)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.StartBackends(labserver(t), ""); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(s.NSFile("lb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return &protectLab{Standard: s, dp: NewInNetNS(int(f.Fd()))}
-}
-
-func (p *protectLab) nft(t *testing.T, args ...string) string {
+func (p *kernelLab) nft(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := p.Output("lb", append([]string{"nft"}, args...)...)
 	if err != nil {
@@ -67,7 +41,7 @@ func echoService(n int, p Protection) []ServiceSpec {
 }
 
 func TestProtectionRulesLoad(t *testing.T) {
-	p := newProtectLab(t, "pload", 2, 1)
+	p := newKernelLab(t, "pload", 2, 1)
 	cfg := echoService(2, Protection{MaxConnections: 5, Rate: Rate{N: 100, Per: time.Second}, Burst: 10,
 		ClientRate: Rate{N: 20, Per: time.Second}, PerClientConnections: 3,
 		Allow: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:1::/64")},
@@ -81,7 +55,7 @@ func TestProtectionRulesLoad(t *testing.T) {
 }
 
 // startServer runs a labserver line echo on addr inside namespace ns.
-func (p *protectLab) startServer(t *testing.T, bin, ns, name, addr string) {
+func (p *kernelLab) startServer(t *testing.T, bin, ns, name, addr string) {
 	t.Helper()
 	cmd := p.Command(ns, bin, "-name", name, "-tcp", addr)
 	if err := cmd.Start(); err != nil {
@@ -94,7 +68,7 @@ func (p *protectLab) startServer(t *testing.T, bin, ns, name, addr string) {
 
 // reach says whether a connection from ns to addr is served; a refusal or
 // a timeout (a drop) is false.
-func (p *protectLab) reach(ns, addr string) bool {
+func (p *kernelLab) reach(ns, addr string) bool {
 	c, err := p.Dial(ns, "tcp", addr, time.Second)
 	if err != nil {
 		return false
@@ -105,7 +79,7 @@ func (p *protectLab) reach(ns, addr string) bool {
 }
 
 func TestFirewall(t *testing.T) {
-	p := newProtectLab(t, "fw", 2, 2)
+	p := newKernelLab(t, "fw", 2, 2)
 	bin := labserver(t)
 	// Management and a non-service port on the lb itself; a server on the
 	// client side for traffic the backends start.
@@ -193,7 +167,7 @@ func TestFirewall(t *testing.T) {
 }
 
 // ping sends one ICMP echo request from ns and waits for the reply.
-func (p *protectLab) ping(ns, dst string) error {
+func (p *kernelLab) ping(ns, dst string) error {
 	return p.InNS(ns, func() error {
 		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
 		if err != nil {
@@ -227,7 +201,7 @@ func (p *protectLab) ping(ns, dst string) error {
 // forget the connections already counted. Once they close, the set
 // element is collected.
 func TestConnectionCountsSurviveRewriteAndRestart(t *testing.T) {
-	p := newProtectLab(t, "pcount", 1, 1)
+	p := newKernelLab(t, "pcount", 1, 1)
 	cfg := echoService(1, Protection{MaxConnections: 2, PerClientConnections: 2})
 	apply := func(dp *Dataplane, throttle bool) {
 		t.Helper()

@@ -2,8 +2,6 @@ package lb
 
 import (
 	"fmt"
-	"net/netip"
-	"os"
 	"reflect"
 	"testing"
 
@@ -16,20 +14,7 @@ import (
 // rr says. A second Dataplane then cold-syncs over the table (a restart):
 // one transaction, and nothing changes.
 func TestStagedColdStart(t *testing.T) {
-	needRoot(t)
-	s, err := lab.NewStandard("stg", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.StartBackends(labserver(t), ""); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(s.NSFile("lb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	s := newKernelLab(t, "stg", 2, 1)
 
 	// The lab's service on 7000 plus 2,499 others on other ports of the VIP.
 	var specs []ServiceSpec
@@ -40,7 +25,7 @@ func TestStagedColdStart(t *testing.T) {
 		specs = append(specs, sp)
 	}
 	plans := Plan(specs, nil)
-	st, err := NewInNetNS(int(f.Fd())).Apply(plans)
+	st, err := s.dp.Apply(plans)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +36,7 @@ func TestStagedColdStart(t *testing.T) {
 	if st.Stages != 3 || st.ServicesAdded != 2500 {
 		t.Fatalf("staged cold start: %s; want 3 stages and 2500 services", st)
 	}
-	owners, err := NewInNetNS(int(f.Fd())).SlotOwners()
+	owners, err := NewInNetNS(s.nsFD).SlotOwners()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,16 +61,15 @@ func TestStagedColdStart(t *testing.T) {
 	}
 
 	// A restart over the table: one transaction, the same kernel state.
-	st, err = NewInNetNS(int(f.Fd())).Apply(plans)
+	st, err = NewInNetNS(s.nsFD).Apply(plans)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Stages != 0 {
 		t.Fatalf("cold sync over an existing table must be one transaction: %s", st)
 	}
-	avail := func(_ string, b netip.AddrPort) Availability { return Availability{Up: true} }
-	owners, err = NewInNetNS(int(f.Fd())).SlotOwners()
-	if err != nil || len(owners) != len(Plan(specs, avail)) {
+	owners, err = NewInNetNS(s.nsFD).SlotOwners()
+	if err != nil || len(owners) != len(plans) {
 		t.Fatalf("after the restart sync: %d services hold slots (%v)", len(owners), err)
 	}
 }
