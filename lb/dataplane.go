@@ -320,17 +320,11 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	// hundreds of thousands first: the slots, then the dispatch maps that
 	// lead to them.
 	b := newElementBatcher(c, sg)
-	var dispatch []struct {
-		set *nftables.Set
-		els []nftables.SetElement
-	}
+	dispatch := map[*nftables.Set][]nftables.SetElement{}
 	for _, s := range want {
 		for set, els := range d.elements(s) {
 			if set == d.sets.svc4 || set == d.sets.svc6 {
-				dispatch = append(dispatch, struct {
-					set *nftables.Set
-					els []nftables.SetElement
-				}{set, els})
+				dispatch[set] = append(dispatch[set], els...)
 				continue
 			}
 			if err := b.add(set, els); err != nil {
@@ -341,8 +335,8 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	if err := b.flush(); err != nil {
 		return err
 	}
-	for _, e := range dispatch {
-		if err := b.add(e.set, e.els); err != nil {
+	for set, els := range dispatch {
+		if err := b.add(set, els); err != nil {
 			return err
 		}
 	}
