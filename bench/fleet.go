@@ -247,19 +247,13 @@ func (r *fleetRig) wrkClose(d time.Duration) (WrkResult, error) {
 				fe = err
 				return
 			}
-			m := reRPS.FindStringSubmatch(out)
-			if m == nil {
-				fe = fmt.Errorf("wrk output without Requests/sec: %s", out)
+			w, err := parseWrk(out)
+			if err != nil {
+				fe = err
 				return
 			}
-			v, _ := strconv.ParseFloat(m[1], 64)
-			res.RPS += v
-			if m := reSock.FindStringSubmatch(out); m != nil {
-				for _, s := range m[1:] {
-					n, _ := strconv.Atoi(s)
-					res.Errors += n
-				}
-			}
+			res.RPS += w.rps
+			res.Errors += w.socketErrors
 		}()
 	}
 	wg.Wait()

@@ -57,27 +57,43 @@ func (r *rig) runWrk(d time.Duration, close bool, conns int) (WrkResult, error) 
 				fe = err
 				return
 			}
-			m := reRPS.FindStringSubmatch(out)
-			if m == nil {
-				fe = fmt.Errorf("wrk output without Requests/sec: %s", out)
+			w, err := parseWrk(out)
+			if err != nil {
+				fe = err
 				return
 			}
-			v, _ := strconv.ParseFloat(m[1], 64)
-			res.RPS += v
-			if m := reSock.FindStringSubmatch(out); m != nil {
-				for _, s := range m[1:] {
-					n, _ := strconv.Atoi(s)
-					res.Errors += n
-				}
-			}
-			if m := reNon2xx.FindStringSubmatch(out); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				res.Errors += n
-			}
+			res.RPS += w.rps
+			res.Errors += w.socketErrors + w.non2xx
 		}()
 	}
 	wg.Wait()
 	return res, fe
+}
+
+// wrkResult is what one wrk run printed.
+type wrkResult struct {
+	rps          float64
+	socketErrors int // connect + read + write + timeout
+	non2xx       int
+}
+
+func parseWrk(out string) (wrkResult, error) {
+	var w wrkResult
+	m := reRPS.FindStringSubmatch(out)
+	if m == nil {
+		return w, fmt.Errorf("wrk output without Requests/sec: %s", out)
+	}
+	w.rps, _ = strconv.ParseFloat(m[1], 64)
+	if m := reSock.FindStringSubmatch(out); m != nil {
+		for _, s := range m[1:] {
+			n, _ := strconv.Atoi(s)
+			w.socketErrors += n
+		}
+	}
+	if m := reNon2xx.FindStringSubmatch(out); m != nil {
+		w.non2xx, _ = strconv.Atoi(m[1])
+	}
+	return w, nil
 }
 
 // runIperf runs one iperf3 TCP stream through the middle for d and
