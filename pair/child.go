@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +53,10 @@ const (
 // keepalived gives up the VIPs with a priority-0 advert on its way out).
 func (c *child) run(ctx context.Context) {
 	defer close(c.done)
+	// Pdeathsig fires when the thread that started the child exits, not
+	// the process: pin this goroutine to its thread so that is only when
+	// lbd dies (as appliance/bgp's supervisor does for BIRD).
+	runtime.LockOSThread()
 	backoff := restartMin
 	for {
 		start := time.Now()
