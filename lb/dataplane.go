@@ -40,6 +40,11 @@ type tableSets struct {
 	svc4, svc6         *nftables.Set // daddr . l4proto . dport : jump svc_<name>
 	slots4, slots6     *nftables.Set // daddr . l4proto . dport . slot : addr . port
 	persist4, persist6 *nftables.Set // daddr . l4proto . dport . saddr : addr . port, timeout
+	// Counter sets: one element per service (daddr . l4proto . dport),
+	// each with its own counter. flows counts new flows given a backend,
+	// empty those refused for want of one.
+	flows4, flows6 *nftables.Set
+	empty4, empty6 *nftables.Set
 }
 
 func newTableSets(t *nftables.Table) *tableSets {
@@ -58,12 +63,22 @@ func newTableSets(t *nftables.Table) *tableSets {
 		slots6:   &nftables.Set{Table: t, Name: "slots6", IsMap: true, Concatenation: true, KeyType: cat(with(ep6, nftables.TypeMark)...), DataType: be6},
 		persist4: &nftables.Set{Table: t, Name: "persist4", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep4, nftables.TypeIPAddr)...), DataType: be4},
 		persist6: &nftables.Set{Table: t, Name: "persist6", IsMap: true, Concatenation: true, HasTimeout: true, Dynamic: true, KeyType: cat(with(ep6, nftables.TypeIP6Addr)...), DataType: be6},
+		flows4:   &nftables.Set{Table: t, Name: "flows4", Concatenation: true, Counter: true, KeyType: cat(ep4...)},
+		flows6:   &nftables.Set{Table: t, Name: "flows6", Concatenation: true, Counter: true, KeyType: cat(ep6...)},
+		empty4:   &nftables.Set{Table: t, Name: "empty4", Concatenation: true, Counter: true, KeyType: cat(ep4...)},
+		empty6:   &nftables.Set{Table: t, Name: "empty6", Concatenation: true, Counter: true, KeyType: cat(ep6...)},
 	}
 	return s
 }
 
 func (s *tableSets) all() []*nftables.Set {
-	return []*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6, s.persist4, s.persist6}
+	return []*nftables.Set{s.svc4, s.svc6, s.slots4, s.slots6, s.persist4, s.persist6, s.flows4, s.flows6, s.empty4, s.empty6}
+}
+
+// counted are the counter sets: a cold sync keeps their elements (and so
+// the counts) for the services it keeps.
+func (s *tableSets) counted() []*nftables.Set {
+	return []*nftables.Set{s.flows4, s.flows6, s.empty4, s.empty6}
 }
 
 // static are the maps lbd rewrites wholesale on a cold sync; the dynamic
@@ -315,6 +330,7 @@ func (d *Dataplane) buildCold(c *nftables.Conn, want map[string]*Service, existi
 	}
 	if len(existing) > 0 {
 		d.pruneProtection(c, want)
+		d.pruneCounted(c, want)
 	}
 	// Stream the elements out in chunks rather than building one list of
 	// hundreds of thousands first: the slots, then the dispatch maps that
@@ -417,23 +433,23 @@ func (d *Dataplane) addBaseChains(c *nftables.Conn, existing map[string]bool, re
 // ensureDNATChain adds the shared DNAT chain a service jumps to. Adding an
 // existing chain is a no-op, so its rule is only written with the chain.
 func (d *Dataplane) ensureDNATChain(c *nftables.Conn, s *Service) {
-	name := dnatChainName(s.Is6(), s.Persistence)
+	drop := s.OnEmpty == "drop"
+	name := dnatChainName(s.Is6(), s.Persistence, drop)
 	if d.dnatChains[name] {
 		return
 	}
 	ch := &nftables.Chain{Name: name, Table: d.table}
 	c.AddChain(ch)
 	c.FlushChain(ch)
-	c.AddRule(dnatChainRule(d.table, ch, s.Is6(), s.Persistence, d.sets))
+	for _, r := range dnatChainRules(d.table, ch, s.Is6(), s.Persistence, drop, d.sets) {
+		c.AddRule(r)
+	}
 	d.dnatChains[name] = true
 }
 
 func (d *Dataplane) addServiceObjects(c *nftables.Conn, s *Service) {
 	d.ensureDNATChain(c, s)
 	c.AddChain(d.chain(s.Name))
-	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
-		c.AddObj(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
-	}
 	addProtectionObjects(c, d.table, s)
 }
 
@@ -441,21 +457,44 @@ func (d *Dataplane) delServiceObjects(c *nftables.Conn, s *Service) {
 	ch := d.chain(s.Name)
 	c.FlushChain(ch)
 	c.DelChain(ch)
-	for _, n := range []string{flowsCounter(s.Name), emptyCounter(s.Name)} {
-		c.DeleteObject(&nftables.NamedObj{Table: d.table, Name: n, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
-	}
 	delProtectionObjects(c, d.table, s, nil)
+}
+
+// pruneCounted deletes, on a cold sync over an existing table, the counter
+// set elements of services no longer wanted; the kept ones keep counting.
+// A set the kernel does not hold yet (the table of a release before the
+// counter sets) has nothing to prune.
+func (d *Dataplane) pruneCounted(c *nftables.Conn, want map[string]*Service) {
+	keep := make(map[string]bool, len(want))
+	for _, s := range want {
+		keep[string(endpointKey(s.VIP, s.Proto, s.Port))] = true
+	}
+	for _, set := range d.sets.counted() {
+		els, err := readElements(c, set)
+		if err != nil {
+			continue
+		}
+		var gone []nftables.SetElement
+		for _, e := range els {
+			if !keep[string(e.Key)] {
+				gone = append(gone, nftables.SetElement{Key: e.Key})
+			}
+		}
+		d.delElements(c, map[*nftables.Set][]nftables.SetElement{set: gone})
+	}
 }
 
 // elements returns every set element a service owns, by set.
 func (d *Dataplane) elements(s *Service) map[*nftables.Set][]nftables.SetElement {
-	svc, slots := d.sets.svc4, d.sets.slots4
+	svc, slots, flows, empty := d.sets.svc4, d.sets.slots4, d.sets.flows4, d.sets.empty4
 	if s.Is6() {
-		svc, slots = d.sets.svc6, d.sets.slots6
+		svc, slots, flows, empty = d.sets.svc6, d.sets.slots6, d.sets.flows6, d.sets.empty6
 	}
 	key := endpointKey(s.VIP, s.Proto, s.Port)
 	out := map[*nftables.Set][]nftables.SetElement{
-		svc: {{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chainPrefix + s.Name}}},
+		svc:   {{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chainPrefix + s.Name}}},
+		flows: {{Key: key}},
+		empty: {{Key: key}},
 	}
 	if len(s.Slots) > 0 {
 		els := make([]nftables.SetElement, len(s.Slots))
@@ -660,17 +699,45 @@ type Counters struct {
 	Refused          map[string]uint64 // by protection reason
 }
 
-// ReadCounters returns the named counters of every service, in one dump.
+// ReadCounters returns the counters of every service: flows and empty
+// from the counter sets' elements, refusals from the named counters of
+// the services with protection. Services are found by endpoint in what
+// lbd last applied.
 func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
+	d.mu.Lock()
+	byEndpoint := make(map[string]string, len(d.cache))
+	for name, s := range d.cache {
+		byEndpoint[string(endpointKey(s.VIP, s.Proto, s.Port))] = name
+	}
+	d.mu.Unlock()
 	c, err := d.newConn()
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	out := map[string]Counters{}
+	for _, set := range d.sets.counted() {
+		els, err := readElements(c, set)
+		if err != nil {
+			return nil, fmt.Errorf("read counters of %s: %w", set.Name, err)
+		}
+		for _, e := range els {
+			name, ok := byEndpoint[string(e.Key)]
+			if !ok || e.Counter == nil {
+				continue
+			}
+			cs := out[name]
+			if set == d.sets.flows4 || set == d.sets.flows6 {
+				cs.Flows, cs.FlowBytes = e.Counter.Packets, e.Counter.Bytes
+			} else {
+				cs.NoBackend = e.Counter.Packets
+			}
+			out[name] = cs
+		}
 	}
 	objs, err := c.GetNamedObjects(d.table)
 	if err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
-	out := map[string]Counters{}
 	for _, o := range objs {
 		no, ok := o.(*nftables.NamedObj)
 		if !ok {
@@ -681,21 +748,14 @@ func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
 			continue
 		}
 		kind, svc, ok := strings.Cut(no.Name, "_")
-		if !ok {
+		if !ok || !isRefusalKind(kind) {
 			continue
 		}
 		cs := out[svc]
-		switch kind {
-		case "flows":
-			cs.Flows, cs.FlowBytes = ctr.Packets, ctr.Bytes
-		case "empty":
-			cs.NoBackend = ctr.Packets
-		default:
-			if cs.Refused == nil {
-				cs.Refused = map[string]uint64{}
-			}
-			cs.Refused[kind] = ctr.Packets
+		if cs.Refused == nil {
+			cs.Refused = map[string]uint64{}
 		}
+		cs.Refused[kind] = ctr.Packets
 		out[svc] = cs
 	}
 	return out, nil
@@ -716,7 +776,7 @@ func (d *Dataplane) ForgetPersistence(s *Service, gone []netip.AddrPort) error {
 	if s.Is6() {
 		set = d.sets.persist6
 	}
-	els, err := c.GetSetElements(set)
+	els, err := readElements(c, set)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", set.Name, err)
 	}

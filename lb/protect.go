@@ -365,7 +365,8 @@ func delProtectionObjects(c *nftables.Conn, t *nftables.Table, old, new *Service
 // flushed or deleted in the same transaction. Best effort: if the kernel
 // cannot be listed, nothing is pruned.
 func (d *Dataplane) pruneProtection(c *nftables.Conn, want map[string]*Service) {
-	// Also prunes the flows_/empty_ counters of services that are gone.
+	// Also deletes the flows_/empty_ counter objects that releases before
+	// the counter sets (flows4/6, empty4/6) kept per service.
 	wantSets, wantCounters := map[string]bool{}, map[string]bool{}
 	for _, s := range want {
 		for _, set := range protectionDynSets(d.table, s) {
@@ -391,12 +392,8 @@ func (d *Dataplane) pruneProtection(c *nftables.Conn, want map[string]*Service) 
 		if !ok || no.Type != nftables.ObjTypeCounter {
 			continue
 		}
-		kind, svc, _ := strings.Cut(no.Name, "_")
-		// The per-service counters of services no longer wanted go too
-		// (a restart on a config that dropped them; a diff sync deletes
-		// them with the service).
-		gone := (kind == "flows" || kind == "empty") && want[svc] == nil
-		if gone || (isRefusalKind(kind) && !wantCounters[no.Name]) {
+		kind, _, _ := strings.Cut(no.Name, "_")
+		if kind == "flows" || kind == "empty" || (isRefusalKind(kind) && !wantCounters[no.Name]) {
 			c.DeleteObject(&nftables.NamedObj{Table: d.table, Name: no.Name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 		}
 	}

@@ -4,9 +4,35 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 )
+
+// readElements dumps a set's elements, retrying a dump that was not
+// consistent. The kernel dumps a large set over several messages and each
+// continues by skipping as many elements as it has sent; when the set's
+// hash table is resized in between (it grows in the background after a big
+// insert), the order changes and the dump repeats some elements and misses
+// as many others. A duplicate key gives such a dump away, so read again
+// until there is none (the resize is over within milliseconds).
+func readElements(c *nftables.Conn, set *nftables.Set) ([]nftables.SetElement, error) {
+	const attempts = 20
+	for i := 0; ; i++ {
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			return nil, err
+		}
+		seen := make(map[string]struct{}, len(els))
+		for _, e := range els {
+			seen[string(e.Key)] = struct{}{}
+		}
+		if len(seen) == len(els) || i == attempts-1 {
+			return els, nil
+		}
+		time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
+	}
+}
 
 // SlotOwners reads which backends hold slots in the kernel now, by service
 // endpoint (Service.Endpoint()). A starting lbd uses it to learn what the
@@ -23,7 +49,7 @@ func (d *Dataplane) SlotOwners() (map[string]map[netip.AddrPort]int, error) {
 		if set == d.sets.slots6 {
 			addrLen = 16
 		}
-		els, err := c.GetSetElements(set)
+		els, err := readElements(c, set)
 		if err != nil {
 			// No table or no map yet: nothing was served.
 			continue
