@@ -187,7 +187,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	d := &decoder{}
 	cfg := &Config{Path: path}
-	d.decodeStruct(tree.tbl, reflectValue(cfg), nil)
+	d.decodeStruct(tree.tbl, reflectValue(cfg))
 	v := &validator{tree: tree, errs: d.errs}
 	v.config(cfg)
 	if len(v.errs) > 0 {

@@ -70,6 +70,9 @@ func ParseDuration(s string) (Duration, error) {
 type decoder struct {
 	errs   Errors
 	fields map[reflect.Type]*structFields
+	// path is where the decoder is, pushed and popped as it descends: a
+	// stack rather than a chain of nodes, so descending allocates nothing.
+	path []pathElem
 }
 
 // structFields is the toml tags of one struct type, computed once per type
@@ -79,27 +82,31 @@ type structFields struct {
 	names string // for "unknown key; expected one of: ..."
 }
 
-// keyPath is a key path as a chain from the leaf up, rendered only when an
-// error needs it (service[3].backend[1].weight).
-type keyPath struct {
-	parent *keyPath
-	key    string // "" for an array element
-	idx    int
+// pathElem is one step of a key path: a key, or an array index when key
+// is "". The path is rendered only when an error needs it
+// (service[3].backend[1].weight).
+type pathElem struct {
+	key string
+	idx int
 }
 
-func (p *keyPath) String() string {
-	if p == nil {
-		return ""
+func (d *decoder) pathString() string {
+	var b strings.Builder
+	for _, e := range d.path {
+		if e.key == "" {
+			fmt.Fprintf(&b, "[%d]", e.idx)
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e.key)
 	}
-	parent := p.parent.String()
-	if p.key == "" {
-		return fmt.Sprintf("%s[%d]", parent, p.idx)
-	}
-	return joinPath(parent, p.key)
+	return b.String()
 }
 
-func (d *decoder) errorf(p Pos, path *keyPath, format string, args ...any) {
-	d.errs = append(d.errs, &Error{Pos: p, Path: path.String(), Msg: fmt.Sprintf(format, args...)})
+func (d *decoder) errorf(p Pos, format string, args ...any) {
+	d.errs = append(d.errs, &Error{Pos: p, Path: d.pathString(), Msg: fmt.Sprintf(format, args...)})
 }
 
 var durationType = reflect.TypeOf(Duration(0))
@@ -131,47 +138,40 @@ func (d *decoder) structFields(rt reflect.Type) *structFields {
 	return f
 }
 
-func (d *decoder) decodeStruct(t *table, rv reflect.Value, path *keyPath) {
+func (d *decoder) decodeStruct(t *table, rv reflect.Value) {
 	fields := d.structFields(rv.Type())
 	for _, e := range t.entries {
-		sub := keyPath{parent: path, key: e.key}
-		i, ok := fields.index[e.key]
-		if !ok {
-			d.errorf(e.keyPos, &sub, "unknown key; expected one of: %s", fields.names)
-			continue
+		d.path = append(d.path, pathElem{key: e.key})
+		if i, ok := fields.index[e.key]; ok {
+			d.decodeValue(e.val, rv.Field(i))
+		} else {
+			d.errorf(e.keyPos, "unknown key; expected one of: %s", fields.names)
 		}
-		d.decodeValue(e.val, rv.Field(i), &sub)
+		d.path = d.path[:len(d.path)-1]
 	}
 }
 
-func joinPath(path, k string) string {
-	if path == "" {
-		return k
-	}
-	return path + "." + k
-}
-
-func (d *decoder) decodeValue(v *value, fv reflect.Value, path *keyPath) {
+func (d *decoder) decodeValue(v *value, fv reflect.Value) {
 	if fv.Kind() == reflect.Pointer {
 		nv := reflect.New(fv.Type().Elem())
-		d.decodeValue(v, nv.Elem(), path)
+		d.decodeValue(v, nv.Elem())
 		fv.Set(nv)
 		return
 	}
 	if cd, ok := fv.Addr().Interface().(customDecoder); ok {
 		if err := cd.decodeTOML(v); err != nil {
-			d.errorf(v.pos, path, "%v", err)
+			d.errorf(v.pos, "%v", err)
 		}
 		return
 	}
 	if fv.Type() == durationType {
 		if v.kind != kindString {
-			d.errorf(v.pos, path, "expected a duration string such as \"500ms\", \"2s\" or \"1h\", got %s", v.kind)
+			d.errorf(v.pos, "expected a duration string such as \"500ms\", \"2s\" or \"1h\", got %s", v.kind)
 			return
 		}
 		dur, err := ParseDuration(v.s)
 		if err != nil {
-			d.errorf(v.pos, path, "%v", err)
+			d.errorf(v.pos, "%v", err)
 			return
 		}
 		fv.SetInt(int64(dur))
@@ -180,18 +180,18 @@ func (d *decoder) decodeValue(v *value, fv reflect.Value, path *keyPath) {
 	switch fv.Kind() {
 	case reflect.String:
 		if v.kind != kindString {
-			d.errorf(v.pos, path, "expected a string, got %s", v.kind)
+			d.errorf(v.pos, "expected a string, got %s", v.kind)
 			return
 		}
 		fv.SetString(v.s)
 	case reflect.Int, reflect.Int64, reflect.Uint32:
 		if v.kind != kindInt {
-			d.errorf(v.pos, path, "expected an integer, got %s", v.kind)
+			d.errorf(v.pos, "expected an integer, got %s", v.kind)
 			return
 		}
 		if fv.Kind() == reflect.Uint32 {
 			if v.i < 0 || v.i > 1<<32-1 {
-				d.errorf(v.pos, path, "%d out of range; expected 0 to 4294967295", v.i)
+				d.errorf(v.pos, "%d out of range; expected 0 to 4294967295", v.i)
 				return
 			}
 			fv.SetUint(uint64(v.i))
@@ -200,27 +200,29 @@ func (d *decoder) decodeValue(v *value, fv reflect.Value, path *keyPath) {
 		fv.SetInt(v.i)
 	case reflect.Bool:
 		if v.kind != kindBool {
-			d.errorf(v.pos, path, "expected true or false, got %s", v.kind)
+			d.errorf(v.pos, "expected true or false, got %s", v.kind)
 			return
 		}
 		fv.SetBool(v.b)
 	case reflect.Slice:
 		if v.kind != kindArray {
-			d.errorf(v.pos, path, "expected an array, got %s", v.kind)
+			d.errorf(v.pos, "expected an array, got %s", v.kind)
 			return
 		}
 		s := reflect.MakeSlice(fv.Type(), len(v.arr), len(v.arr))
 		for i, e := range v.arr {
-			d.decodeValue(e, s.Index(i), &keyPath{parent: path, idx: i})
+			d.path = append(d.path, pathElem{idx: i})
+			d.decodeValue(e, s.Index(i))
+			d.path = d.path[:len(d.path)-1]
 		}
 		fv.Set(s)
 	case reflect.Struct:
 		if v.kind != kindTable {
-			d.errorf(v.pos, path, "expected a table, got %s", v.kind)
+			d.errorf(v.pos, "expected a table, got %s", v.kind)
 			return
 		}
-		d.decodeStruct(v.tbl, fv, path)
+		d.decodeStruct(v.tbl, fv)
 	default:
-		panic(fmt.Sprintf("config: unsupported field kind %s at %s", fv.Kind(), path.String()))
+		panic(fmt.Sprintf("config: unsupported field kind %s at %s", fv.Kind(), d.pathString()))
 	}
 }

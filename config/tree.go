@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -61,8 +62,6 @@ type entry struct {
 	val    *value
 }
 
-func newTable() *table { return &table{} }
-
 // get returns the value of key k, or nil.
 func (t *table) get(k string) *value {
 	for i := range t.entries {
@@ -99,9 +98,10 @@ func parseTree(data []byte) (*value, error) {
 		}
 		return nil, &Error{Msg: "invalid TOML: " + err.Error()}
 	}
-	b := &treeBuilder{root: &value{kind: kindTable, tbl: newTable(), pos: Pos{1, 1}}}
+	b := &treeBuilder{names: map[string]string{}}
+	b.root = b.newValue(value{kind: kindTable, tbl: b.newTable(), pos: Pos{1, 1}})
 	b.p.Reset(data)
-	b.lineStarts = []int{0}
+	b.lineStarts = make([]int, 1, bytes.Count(data, []byte{'\n'})+1)
 	for i, c := range data {
 		if c == '\n' {
 			b.lineStarts = append(b.lineStarts, i+1)
@@ -124,6 +124,54 @@ type treeBuilder struct {
 	lineStarts []int
 	root       *value
 	cur        *value
+	// Allocation is most of a large parse's time (a 10,000-service file
+	// has about 300,000 values), so values and tables come from slabs,
+	// key parts go into one reused buffer and key names are interned.
+	values  []value
+	tables  []table
+	entries []entry
+	parts   []string
+	names   map[string]string
+}
+
+// slabSize values or tables are allocated at a time.
+const slabSize = 512
+
+func (b *treeBuilder) newValue(v value) *value {
+	if len(b.values) == cap(b.values) {
+		b.values = make([]value, 0, slabSize)
+	}
+	b.values = append(b.values, v)
+	return &b.values[len(b.values)-1]
+}
+
+// newTable hands out a table with room for the handful of keys a table of
+// lb.toml holds.
+func (b *treeBuilder) newTable() *table {
+	if len(b.tables) == cap(b.tables) {
+		b.tables = make([]table, 0, slabSize)
+	}
+	if len(b.entries) < 4 {
+		b.entries = make([]entry, slabSize*4)
+	}
+	// Four entries of the slab, capped so a fifth reallocates instead of
+	// running into the next table's.
+	b.tables = append(b.tables, table{entries: b.entries[:0:4]})
+	b.entries = b.entries[4:]
+	return &b.tables[len(b.tables)-1]
+}
+
+// name interns a key, or a short string value: a file repeats the same
+// few key names for every service and backend, and often the same
+// backends, schedulers and protocols. The lookup with string(k) does not
+// allocate.
+func (b *treeBuilder) name(k []byte) string {
+	if s, ok := b.names[string(k)]; ok {
+		return s
+	}
+	s := string(k)
+	b.names[s] = s
+	return s
 }
 
 // pos turns a byte range into line:col by binary search over the line
@@ -135,8 +183,10 @@ func (b *treeBuilder) pos(r unstable.Range) Pos {
 	return Pos{line, off - b.lineStarts[line-1] + 1}
 }
 
+// keyParts returns the parts of a key in a buffer that the next call
+// reuses: copy what must outlive it.
 func (b *treeBuilder) keyParts(n *unstable.Node) ([]string, Pos) {
-	var parts []string
+	parts := b.parts[:0]
 	var first Pos
 	it := n.Key()
 	for it.Next() {
@@ -144,8 +194,9 @@ func (b *treeBuilder) keyParts(n *unstable.Node) ([]string, Pos) {
 		if len(parts) == 0 {
 			first = b.pos(k.Raw)
 		}
-		parts = append(parts, string(k.Data))
+		parts = append(parts, b.name(k.Data))
 	}
+	b.parts = parts
 	return parts, first
 }
 
@@ -161,14 +212,14 @@ func (b *treeBuilder) expression(n *unstable.Node) error {
 			switch {
 			case last && n.Kind == unstable.ArrayTable:
 				if !ok {
-					next = &value{kind: kindArray, pos: p}
+					next = b.newValue(value{kind: kindArray, pos: p})
 					t.tbl.set(k, p, next)
 				}
-				elem := &value{kind: kindTable, tbl: newTable(), pos: p}
+				elem := b.newValue(value{kind: kindTable, tbl: b.newTable(), pos: p})
 				next.arr = append(next.arr, elem)
 				next = elem
 			case !ok:
-				next = &value{kind: kindTable, tbl: newTable(), pos: p}
+				next = b.newValue(value{kind: kindTable, tbl: b.newTable(), pos: p})
 				t.tbl.set(k, p, next)
 			case next.kind == kindArray && len(next.arr) > 0:
 				next = next.arr[len(next.arr)-1]
@@ -190,11 +241,12 @@ func (b *treeBuilder) expression(n *unstable.Node) error {
 
 func (b *treeBuilder) keyValue(into *value, n *unstable.Node) error {
 	parts, kp := b.keyParts(n)
+	last := parts[len(parts)-1] // b.value reuses the parts buffer (inline tables)
 	t := into
 	for _, k := range parts[:len(parts)-1] {
 		next := t.tbl.get(k)
 		if next == nil {
-			next = &value{kind: kindTable, tbl: newTable(), pos: kp}
+			next = b.newValue(value{kind: kindTable, tbl: b.newTable(), pos: kp})
 			t.tbl.set(k, kp, next)
 		}
 		t = next
@@ -203,18 +255,21 @@ func (b *treeBuilder) keyValue(into *value, n *unstable.Node) error {
 	if err != nil {
 		return err
 	}
-	t.tbl.set(parts[len(parts)-1], kp, v)
+	t.tbl.set(last, kp, v)
 	return nil
 }
 
 func (b *treeBuilder) value(n *unstable.Node, at Pos) (*value, error) {
-	v := &value{pos: at}
+	v := b.newValue(value{pos: at})
 	if n.Raw.Length > 0 {
 		v.pos = b.pos(n.Raw)
 	}
 	switch n.Kind {
 	case unstable.String:
 		v.kind, v.s = kindString, string(n.Data)
+		if len(n.Data) <= 64 {
+			v.s = b.name(n.Data)
+		}
 	case unstable.Integer:
 		v.kind = kindInt
 		i, err := parseTOMLInt(string(n.Data))
@@ -250,7 +305,7 @@ func (b *treeBuilder) value(n *unstable.Node, at Pos) (*value, error) {
 			}
 		}
 	case unstable.InlineTable:
-		v.kind, v.tbl = kindTable, newTable()
+		v.kind, v.tbl = kindTable, b.newTable()
 		it := n.Children()
 		for it.Next() {
 			c := it.Node()
