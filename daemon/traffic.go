@@ -27,6 +27,9 @@ type TrafficSource interface {
 	Live(services []lb.Service) ([]lb.FlowTraffic, error)
 	// Lost counts receive overruns: ended flows the totals missed.
 	Lost() uint64
+	// Drain hands every ended flow the kernel has reported so far to
+	// Start's callback before it returns (events are read in batches).
+	Drain()
 }
 
 // kernelTraffic is TrafficSource on the real kernel.
@@ -49,6 +52,12 @@ func (k *kernelTraffic) Start(ctx context.Context, ended func(lb.FlowTraffic)) e
 
 func (k *kernelTraffic) Live(s []lb.Service) ([]lb.FlowTraffic, error) { return lb.LiveTraffic(s) }
 
+func (k *kernelTraffic) Drain() {
+	if k.ended != nil {
+		_ = k.ended.Drain()
+	}
+}
+
 func (k *kernelTraffic) Lost() uint64 {
 	if k.ended == nil {
 		return 0
@@ -63,6 +72,7 @@ type noTraffic struct{}
 func (noTraffic) Start(context.Context, func(lb.FlowTraffic)) error { return nil }
 func (noTraffic) Live([]lb.Service) ([]lb.FlowTraffic, error)       { return nil, nil }
 func (noTraffic) Lost() uint64                                      { return 0 }
+func (noTraffic) Drain()                                            {}
 func defaultTraffic(ct Conntrack, t TrafficSource) TrafficSource {
 	switch {
 	case t != nil:
@@ -132,7 +142,12 @@ func (b *trafficBook) totals(plans []lb.Service) (map[lb.FlowKey]status.Traffic,
 	b.mu.Lock()
 	b.windows[w] = struct{}{}
 	b.mu.Unlock()
+	// Events are read in batches: book the flows that ended before the
+	// dump now, and those that end during it before the window closes, so
+	// each is counted once, from its event.
+	b.src.Drain()
 	live, err := b.src.Live(plans)
+	b.src.Drain()
 	var warns []string
 	if err != nil {
 		warns = append(warns, "traffic counters: "+err.Error())

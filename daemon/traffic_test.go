@@ -41,6 +41,7 @@ func (f *fakeTraffic) Live([]lb.Service) ([]lb.FlowTraffic, error) {
 }
 
 func (f *fakeTraffic) Lost() uint64 { f.mu.Lock(); defer f.mu.Unlock(); return f.lost }
+func (f *fakeTraffic) Drain()       {}
 
 func (f *fakeTraffic) end(ft lb.FlowTraffic) {
 	f.mu.Lock()
