@@ -29,7 +29,9 @@ func report(o *opts, r *Results) string {
 	}
 	p("\nClient, lb and backends are network namespaces on this one machine: wrk, nginx, the\n" +
 		"kernel's forwarding and the load balancer share the same cores, so absolute numbers are\n" +
-		"small and only ratios measured in the same run mean anything.\n\n")
+		"small and only ratios measured in the same run mean anything. The lb namespace joins its\n" +
+		"ports with bridges; br_netfilter is turned off there (as on an appliance, which routes),\n" +
+		"so bridged packets do not run the IP hooks twice, for any contender.\n\n")
 	p("Load on the machine from others at the start: loadavg %s", r.LoadAvg)
 	if len(r.IdleBefore) > 0 {
 		lo, hi := minMax(r.IdleBefore)

@@ -122,6 +122,15 @@ func (r *rig) Close() {
 }
 
 func (r *rig) setup(spec rigSpec) error {
+	// The lab's lb namespace joins its ports with two bridges; with
+	// br_netfilter (built into some kernels, on by default in every new
+	// namespace) each bridged packet would also run the IP hooks from the
+	// bridge layer, for every contender, direct included. An appliance
+	// routes between NICs and has no bridge: turn that off in the lb
+	// namespace (a per-namespace sysctl; absent without br_netfilter).
+	for _, k := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
+		_ = r.s.Exec("lb", "sysctl", "-q", "-w", k+"=0")
+	}
 	for i := 1; i <= nBackends; i++ {
 		if err := r.startNginx(i); err != nil {
 			return err
