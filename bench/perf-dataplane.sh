@@ -20,13 +20,21 @@ CGO_ENABLED=0 go build -o "$out/bench" ./bench
 uptime | tee "$out/uptime-before.txt"
 "$out/bench" profile -lbd "$out/lbd" -out "$out" -reps 2 -dur 8s -variants 2 -flowtable 3 "$@"
 uptime | tee "$out/uptime-after.txt"
-# The rule walk per packet: for each traced packet (trace id), the
-# chains and rules it matched in the contender's tables (the trace table
-# lbdperftrace itself left out).
+# The rule walk per packet: one line per packet (a new packet starts at
+# the trace table's prerouting hook), with the chains it entered in the
+# contender's tables and the rules that matched there (nftrace reports
+# matched rules and policies, not rules that were tried and failed).
 for t in "$out"/*.trace.txt; do
 	echo "== rule walk per packet: $t"
-	awk '$4 != "lbdperftrace" && ($6 == "rule" || $6 == "policy" || $6 == "packet:") {
-		if ($6 == "packet:") { for (i = 7; i <= NF; i++) if ($i == "flags") { f = $(i+2); break } ; pk[$3] = pk[$3] " [" $4 "/" $5 " flags " f "]"; next }
-		n[$3]++ ; pk[$3] = pk[$3] " " $5 ":" $6 }
-		END { for (k in pk) print k, (n[k] + 0) " rules matched:" pk[k] }' "$t"
+	awk '
+	function flush() { if (f != "") print hdr " | " n " rules matched:" walk; walk = ""; n = 0 }
+	$5 == "lbdperftrace" && $7 == "packet:" {
+		flush(); f = ""; iif = ""; hdr = ""
+		for (i = 8; i <= NF; i++) { if ($i == "iif") iif = $(i+1); if ($i == "flags") f = $(i+2) }
+		hdr = "iif " iif " tcp flags " f; next }
+	$5 == "lbdperftrace" { next }
+	$7 == "packet:" { walk = walk " [" $5 "/" $6 "]"; next }
+	$7 == "rule" { n++; v = $0; sub(/.*\(verdict /, "", v); sub(/\).*/, "", v); walk = walk " " $6 ":rule(" v ")"; next }
+	$7 == "policy" { walk = walk " " $6 ":policy-" $8; next }
+	END { flush() }' "$t"
 done

@@ -97,6 +97,7 @@ type profOpts struct {
 	outDir     string
 	flowtable  int // repetitions of the flowtable off/on pair (0: none)
 	variants   int // repetitions of the lbd daemon variants (0: none)
+	noBrNF     bool
 	perfDur    time.Duration
 }
 
@@ -111,7 +112,8 @@ func profileMain(args []string) int {
 	fs.StringVar(&o.lbd, "lbd", "out/lbd", "lbd binary")
 	fs.StringVar(&po.outDir, "out", "out/profile", "directory for perf data, reports, rulesets and the summary")
 	fs.IntVar(&po.flowtable, "flowtable", 0, "keep-alive with and without a software flowtable in one lbd rig, this many off/on pairs")
-	fs.IntVar(&po.variants, "variants", 0, "CPS in one lbd rig with the daemon up, killed (its table stays), and killed with nf_conntrack_acct=0, this many rounds")
+	fs.BoolVar(&po.noBrNF, "no-br-nf", false, "set net.bridge.bridge-nf-call-ip{,6}tables=0 in the lb namespace: the rig's bridges then skip br_netfilter (built into this host's kernel)")
+	fs.IntVar(&po.variants, "variants", 0, "the loads in one lbd rig with the daemon up, killed (its table stays), and killed with nf_conntrack_acct=0, this many rounds")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench profile: needs root")
@@ -209,6 +211,10 @@ func splitList(s string) []string {
 // profile runs wrk for -dur and perf over its middle, then reads the samples.
 func (po *profOpts) profile(r *rig, label, load string, rep int) (ProfileRun, error) {
 	p := ProfileRun{Contender: label, Load: load, Rep: rep, Seconds: po.perfDur.Seconds()}
+	if po.noBrNF {
+		// Harmless when br_netfilter is absent (the keys do not exist).
+		_ = r.s.Exec("lb", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0")
+	}
 	base := filepath.Join(po.outDir, fmt.Sprintf("%s-%s-%d", label, load, rep))
 	data := base + ".perf.data"
 	close := load == "cps"
@@ -386,13 +392,17 @@ type FlowtableRun struct {
 // chain (lbd's included) at ingress.
 const flowtableTable = `table inet lbdperfft {
 	flowtable ft { hook ingress priority 0; devices = { wan0, lan1, lan2, lan3 }; }
-	chain fwd { type filter hook forward priority 0; policy accept; meta l4proto tcp ct state established flow add @ft; }
+	chain fastpath { type filter hook forward priority 0; policy accept; meta l4proto tcp ct state established flow add @ft; }
 }
 `
 
 // flowtableRuns alternates keep-alive runs without and with the flowtable
 // in one lbd rig (off on off on ...), so both see the same machine.
 func (po *profOpts) flowtableRuns() []FlowtableRun {
+	if ks, err := os.ReadFile("/proc/kallsyms"); err == nil && !strings.Contains(string(ks), " nf_flow_table_init") {
+		po.logf("PROBLEM: flowtable not measured: this kernel has no nf_flow_table (CONFIG_NF_FLOW_TABLE is not set)")
+		return nil
+	}
 	r, err := newRig(po.opts, rigSpec{kind: LBD})
 	if err != nil {
 		po.logf("PROBLEM: flowtable rig: %v", err)
@@ -495,21 +505,26 @@ func (po *profOpts) variantRuns() []ProfileRun {
 	defer r.Close()
 	var runs []ProfileRun
 	run := func(label string, rep int) {
-		p, err := po.profile(r, label, "cps", rep)
-		if err != nil {
-			po.logf("PROBLEM: %s: %v", label, err)
-			return
+		for _, load := range po.loads {
+			p, err := po.profile(r, label, load, rep)
+			if err != nil {
+				po.logf("PROBLEM: %s %s: %v", label, load, err)
+				continue
+			}
+			runs = append(runs, p)
+			po.logf("%s %s rep %d: %.0f req/s, %.1f us CPU per request (kept), load %s", label, load, rep, p.RPS, p.usPer(p.Kept), p.LoadAvg)
 		}
-		runs = append(runs, p)
-		po.logf("%s cps rep %d: %.0f req/s, %.1f us CPU per request (kept), load %s", label, rep, p.RPS, p.usPer(p.Kept), p.LoadAvg)
 	}
 	for rep := 1; rep <= po.variants && po.ctx.Err() == nil; rep++ {
 		run("lbd-up", rep)
 		r.killLBD()
 		run("lbd-killed", rep)
+		// Entries keep the accounting extension they were created with:
+		// flush so the next run's flows are all created without it.
 		if err := r.s.Exec("lb", "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=0"); err != nil {
 			po.logf("PROBLEM: acct off: %v", err)
 		}
+		_ = r.s.Exec("lb", "conntrack", "-F")
 		run("lbd-killed-noacct", rep)
 		if err := r.startLBD(); err != nil {
 			po.logf("PROBLEM: lbd restart: %v", err)
