@@ -76,7 +76,7 @@ var areas = []struct {
 	{"conntrack destroy/gc", regexp.MustCompile(`^(nf_ct_delete|destroy_conntrack|nf_conntrack_destroy|nf_ct_destroy|gc_worker|nf_ct_gc_expired|nf_conntrack_free|nf_ct_tmpl_free|__nf_ct_delete_from_lists)$`)},
 	{"ctnetlink events", regexp.MustCompile(`^(nf_ct_deliver_cached_events|nf_conntrack_eventmask_report|ctnetlink_conntrack_event|nf_ct_ecache_work|ecache_work)$`)},
 	{"conntrack acct", regexp.MustCompile(`^(nf_ct_acct_add|nf_ct_acct_update|__nf_ct_acct_update|nf_ct_acct_ext_add)$`)},
-	{"lbd process", regexp.MustCompile(`^LBDPROC$`)},
+	{"lbd process", regexp.MustCompile(`^LBDPROC$`)}, // the rig's lbd, or the ctevents reader
 	{"flowtable", regexp.MustCompile(`^(nf_flow_offload_ip_hook|nf_flow_offload_inet_hook|flow_offload_add|nft_flow_offload_eval|nf_flow_)`)},
 	{"bridge", regexp.MustCompile(`^br_handle_frame$`)},
 	{"ip_forward", regexp.MustCompile(`^ip_forward$`)},
@@ -97,6 +97,7 @@ type profOpts struct {
 	outDir     string
 	flowtable  int // repetitions of the flowtable off/on pair (0: none)
 	variants   int // repetitions of the lbd daemon variants (0: none)
+	readers    int // repetitions of the DESTROY reader comparison (0: none)
 	noBrNF     bool
 	perfDur    time.Duration
 }
@@ -113,6 +114,7 @@ func profileMain(args []string) int {
 	fs.StringVar(&po.outDir, "out", "out/profile", "directory for perf data, reports, rulesets and the summary")
 	fs.IntVar(&po.flowtable, "flowtable", 0, "keep-alive with and without a software flowtable in one lbd rig, this many off/on pairs")
 	fs.BoolVar(&po.noBrNF, "no-br-nf", false, "set net.bridge.bridge-nf-call-ip{,6}tables=0 in the lb namespace: the rig's bridges then skip br_netfilter (built into this host's kernel)")
+	fs.IntVar(&po.readers, "readers", 0, "CPS in one lbd rig with lbd killed and no conntrack DESTROY reader, lbd's reader (bench ctevents -mode current) and a batched one, this many rounds")
 	fs.IntVar(&po.variants, "variants", 0, "the loads in one lbd rig with the daemon up, killed (its table stays), and killed with nf_conntrack_acct=0, this many rounds")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
@@ -183,6 +185,9 @@ func profileMain(args []string) int {
 	if po.variants > 0 && ctx.Err() == nil {
 		runs = append(runs, po.variantRuns()...)
 	}
+	if po.readers > 0 && ctx.Err() == nil {
+		runs = append(runs, po.readerRuns()...)
+	}
 	var ft []FlowtableRun
 	if po.flowtable > 0 && ctx.Err() == nil {
 		ft = po.flowtableRuns()
@@ -209,7 +214,7 @@ func splitList(s string) []string {
 }
 
 // profile runs wrk for -dur and perf over its middle, then reads the samples.
-func (po *profOpts) profile(r *rig, label, load string, rep int) (ProfileRun, error) {
+func (po *profOpts) profile(r *rig, label, load string, rep int, extraPids ...int) (ProfileRun, error) {
 	p := ProfileRun{Contender: label, Load: load, Rep: rep, Seconds: po.perfDur.Seconds()}
 	if po.noBrNF {
 		// Harmless when br_netfilter is absent (the keys do not exist).
@@ -246,6 +251,9 @@ func (po *profOpts) profile(r *rig, label, load string, rep int) (ProfileRun, er
 	pids := map[string]bool{}
 	if r.lbd != nil && r.lbd.Process != nil {
 		pids[fmt.Sprint(r.lbd.Process.Pid)] = true
+	}
+	for _, pid := range extraPids {
+		pids[fmt.Sprint(pid)] = true
 	}
 	if err := p.read(data, pids); err != nil {
 		return p, err
@@ -529,6 +537,63 @@ func (po *profOpts) variantRuns() []ProfileRun {
 		if err := r.startLBD(); err != nil {
 			po.logf("PROBLEM: lbd restart: %v", err)
 			return runs
+		}
+	}
+	return runs
+}
+
+// readerRuns compares conntrack DESTROY readers under the CPS load in one
+// lbd rig whose lbd was killed (its table and nf_conntrack_acct stay): no
+// reader, lbd's reader code (`bench ctevents -mode current`) and the
+// batched reader. The reader's own samples are kept (by pid).
+func (po *profOpts) readerRuns() []ProfileRun {
+	r, err := newRig(po.opts, rigSpec{kind: LBD})
+	if err != nil {
+		po.logf("PROBLEM: readers rig: %v", err)
+		return nil
+	}
+	defer r.Close()
+	r.killLBD()
+	self, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	var runs []ProfileRun
+	for rep := 1; rep <= po.readers && po.ctx.Err() == nil; rep++ {
+		for _, mode := range []string{"none", "current", "batched"} {
+			label := "reader-" + mode
+			var (
+				cmd  *exec.Cmd
+				in   interface{ Close() error }
+				out  strings.Builder
+				pids []int
+			)
+			if mode != "none" {
+				cmd = r.s.Command("lb", self, "ctevents", "-mode", mode)
+				w, err := cmd.StdinPipe()
+				if err != nil {
+					return runs
+				}
+				in = w
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					po.logf("PROBLEM: ctevents: %v", err)
+					return runs
+				}
+				pids = append(pids, cmd.Process.Pid)
+				time.Sleep(300 * time.Millisecond)
+			}
+			p, err := po.profile(r, label, "cps", rep, pids...)
+			if cmd != nil {
+				_ = in.Close()
+				_ = cmd.Wait()
+			}
+			if err != nil {
+				po.logf("PROBLEM: %s: %v", label, err)
+				continue
+			}
+			runs = append(runs, p)
+			po.logf("%s cps rep %d: %.0f req/s, %.1f us CPU per request (kept), load %s; reader: %s", label, rep, p.RPS, p.usPer(p.Kept), p.LoadAvg, strings.TrimSpace(out.String()))
 		}
 	}
 	return runs
