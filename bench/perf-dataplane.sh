@@ -5,7 +5,8 @@
 # loads, `perf record -a -g -e cpu-clock` over each run, CPU per request by
 # kernel area, top symbols, each contender's ruleset and the nftrace of one
 # connection; then lbd's daemon variants (up / killed / killed with
-# nf_conntrack_acct=0) and keep-alive with a software flowtable off/on.
+# nf_conntrack_acct=0), lbd's conntrack DESTROY reader against a batched one
+# (bench ctevents), and keep-alive with a software flowtable off/on.
 # Needs root, perf (linux-perf), wrk, nftlb, nginx, iperf3, conntrack.
 # Usage: bench/perf-dataplane.sh [OUTDIR] [extra bench profile flags...]
 # Writes OUTDIR/summary.md (default out/profile) and prints it.
@@ -18,7 +19,7 @@ mkdir -p "$out"
 CGO_ENABLED=0 go build -o "$out/lbd" ./cmd/lbd
 CGO_ENABLED=0 go build -o "$out/bench" ./bench
 uptime | tee "$out/uptime-before.txt"
-"$out/bench" profile -lbd "$out/lbd" -out "$out" -reps 2 -dur 8s -variants 2 -flowtable 3 "$@"
+"$out/bench" profile -lbd "$out/lbd" -out "$out" -reps 2 -dur 8s -variants 2 -readers 3 -flowtable 3 "$@"
 uptime | tee "$out/uptime-after.txt"
 # The rule walk per packet: one line per packet (a new packet starts at
 # the trace table's prerouting hook), with the chains it entered in the
