@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -277,6 +278,17 @@ func (p *ProfileRun) read(data string, pids map[string]bool) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	if err := p.parseScript(out, pids); err != nil {
+		_ = cmd.Wait()
+		return err
+	}
+	return cmd.Wait()
+}
+
+// parseScript reads `perf script -F comm,pid,ip,sym` output: a "comm pid"
+// line, one tab-indented "ip symbol" line per frame (leaf first), a blank
+// line.
+func (p *ProfileRun) parseScript(out io.Reader, pids map[string]bool) error {
 	p.Incl, p.Self = map[string]int{}, map[string]int{}
 	var comm, pid string
 	var frames []string
@@ -341,7 +353,7 @@ func (p *ProfileRun) read(data string, pids map[string]bool) error {
 		}
 	}
 	flush()
-	return cmd.Wait()
+	return sc.Err()
 }
 
 // traceTable marks every packet of the lb namespace for nftrace, before
