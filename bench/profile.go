@@ -99,6 +99,7 @@ type profOpts struct {
 	flowtable  int // repetitions of the flowtable off/on pair (0: none)
 	variants   int // repetitions of the lbd daemon variants (0: none)
 	readers    int // repetitions of the DESTROY reader comparison (0: none)
+	brnf       int // repetitions of the br_netfilter on/off pairs (0: none)
 	noBrNF     bool
 	perfDur    time.Duration
 }
@@ -115,6 +116,7 @@ func profileMain(args []string) int {
 	fs.StringVar(&po.outDir, "out", "out/profile", "directory for perf data, reports, rulesets and the summary")
 	fs.IntVar(&po.flowtable, "flowtable", 0, "keep-alive with and without a software flowtable in one lbd rig, this many off/on pairs")
 	fs.BoolVar(&po.noBrNF, "no-br-nf", false, "set net.bridge.bridge-nf-call-ip{,6}tables=0 in the lb namespace: the rig's bridges then skip br_netfilter (built into this host's kernel)")
+	fs.IntVar(&po.brnf, "brnf", 0, "per contender, one rig with net.bridge.bridge-nf-call-iptables 1 and 0 alternated under each load, this many pairs")
 	fs.IntVar(&po.readers, "readers", 0, "CPS in one lbd rig with lbd killed and no conntrack DESTROY reader, lbd's reader (bench ctevents -mode current) and a batched one, this many rounds")
 	fs.IntVar(&po.variants, "variants", 0, "the loads in one lbd rig with the daemon up, killed (its table stays), and killed with nf_conntrack_acct=0, this many rounds")
 	_ = fs.Parse(args)
@@ -185,6 +187,9 @@ func profileMain(args []string) int {
 	}
 	if po.variants > 0 && ctx.Err() == nil {
 		runs = append(runs, po.variantRuns()...)
+	}
+	if po.brnf > 0 && ctx.Err() == nil {
+		runs = append(runs, po.brnfRuns()...)
 	}
 	if po.readers > 0 && ctx.Err() == nil {
 		runs = append(runs, po.readerRuns()...)
@@ -607,6 +612,40 @@ func (po *profOpts) readerRuns() []ProfileRun {
 			runs = append(runs, p)
 			po.logf("%s cps rep %d: %.0f req/s, %.1f us CPU per request (kept), load %s; reader: %s", label, rep, p.RPS, p.usPer(p.Kept), p.LoadAvg, strings.TrimSpace(out.String()))
 		}
+	}
+	return runs
+}
+
+// brnfRuns measures what the rig's bridges cost through br_netfilter
+// (built into this host's kernel, on by default in every namespace): per
+// contender one rig, the loads run with bridge-nf-call-iptables 1 and 0
+// alternated. The appliance has no bridge, so "off" is closer to it.
+func (po *profOpts) brnfRuns() []ProfileRun {
+	var runs []ProfileRun
+	for _, c := range po.contenders {
+		r, err := newRig(po.opts, rigSpec{kind: c})
+		if err != nil {
+			po.logf("PROBLEM: brnf %s rig: %v", c, err)
+			continue
+		}
+		for rep := 1; rep <= po.brnf && po.ctx.Err() == nil; rep++ {
+			for _, on := range []string{"1", "0"} {
+				if err := r.s.Exec("lb", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+on, "net.bridge.bridge-nf-call-ip6tables="+on); err != nil {
+					po.logf("PROBLEM: brnf sysctl: %v", err)
+				}
+				for _, load := range po.loads {
+					label := c + "-brnf" + on
+					p, err := po.profile(r, label, load, rep)
+					if err != nil {
+						po.logf("PROBLEM: %s %s: %v", label, load, err)
+						continue
+					}
+					runs = append(runs, p)
+					po.logf("%s %s rep %d: %.0f req/s, %.1f us CPU per request (kept), load %s", label, load, rep, p.RPS, p.usPer(p.Kept), p.LoadAvg)
+				}
+			}
+		}
+		r.Close()
 	}
 	return runs
 }
