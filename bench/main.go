@@ -94,6 +94,12 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probeMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "profile" {
+		os.Exit(profileMain(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "ctevents" {
+		os.Exit(ctEventsMain(os.Args[2:]))
+	}
 	os.Exit(benchMain(os.Args[1:]))
 }
 
