@@ -296,12 +296,15 @@ type BIOSCount struct {
 	SyncErr    error
 	UEFI       bool // nothing to count: systemd-boot counts
 	NotCounted bool // booted slot has no counter (a good slot) or is no slot
+	// First is true on the first run in this boot under BIOS (no mark
+	// yet): the run that counts and starts the boot check.
+	First bool
 }
 
 // CountBIOSBoot runs early on every boot. On a BIOS boot of a slot on
 // trial with tries left it does what systemd-boot does before booting a
 // counted entry: one try less (lbd-b+1.efi -> lbd-b+0-1.efi). It does so
-// once per boot: mark is a file in /run created on the first count. On
+// once per boot: mark is a file in /run created by the first run. On
 // every boot (UEFI too) it then brings syslinux.cfg in line with the
 // entries (SyncBIOS), so after the count syslinux boots the good slot
 // again unless this boot is marked good first.
@@ -314,17 +317,20 @@ func (l Layout) CountBIOSBoot(mark string) (BIOSCount, error) {
 			return res, err
 		}
 		res.From, res.To = e, e
+		res.First = !fileExists(mark)
 		switch {
 		case !ok || !e.Counting:
 			res.NotCounted = true
-		case e.TriesLeft > 0 && !fileExists(mark):
+		case e.TriesLeft > 0 && res.First:
 			ne, err := l.renameEntry(e, e.TriesLeft-1, e.TriesDone+1)
 			if err != nil {
 				return res, err
 			}
 			res.To, res.Counted = ne, true
-			if err := os.WriteFile(mark, []byte(ne.File+"\n"), 0o644); err != nil {
-				return res, fmt.Errorf("boot counted, but %w", err)
+		}
+		if res.First {
+			if err := os.WriteFile(mark, []byte(res.To.File+"\n"), 0o644); err != nil {
+				return res, fmt.Errorf("%s: %w", mark, err)
 			}
 		}
 	}

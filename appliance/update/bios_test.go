@@ -113,7 +113,7 @@ func TestBIOSUpdateBlessed(t *testing.T) {
 	// Nothing to count on a boot of the good slot.
 	mark := filepath.Join(t.TempDir(), "counted")
 	c, err := l.CountBIOSBoot(mark)
-	if err != nil || c.Counted || !c.NotCounted || c.Sync.Default != "a" || c.Sync.Changed {
+	if err != nil || c.Counted || !c.NotCounted || !c.First || c.Sync.Default != "a" || c.Sync.Changed {
 		t.Fatalf("count on a good boot: %+v, %v", c, err)
 	}
 	if l.Trial() {
@@ -141,20 +141,22 @@ func TestBIOSUpdateBlessed(t *testing.T) {
 		t.Errorf("log: %s", log.String())
 	}
 
-	// The reboot: syslinux boots b; early in userspace the try is used.
+	// The reboot (a new /run): syslinux boots b; early in userspace the
+	// try is used.
+	mark = filepath.Join(t.TempDir(), "counted")
 	bootInto(t, l, "b")
 	if !l.Trial() {
 		t.Fatal("BIOS boot of slot b (lbd-b+1.efi) is no trial")
 	}
 	c, err = l.CountBIOSBoot(mark)
-	if err != nil || !c.Counted || c.From.File != "lbd-b+1.efi" || c.To.File != "lbd-b+0-1.efi" || c.Sync.Default != "a" || !c.Sync.Changed {
+	if err != nil || !c.Counted || !c.First || c.From.File != "lbd-b+1.efi" || c.To.File != "lbd-b+0-1.efi" || c.Sync.Default != "a" || !c.Sync.Changed {
 		t.Fatalf("count: %+v, %v", c, err)
 	}
 	if got := l.BIOSDefault(); got != "a" {
 		t.Errorf("during the trial syslinux would boot %q, want a (the fallback)", got)
 	}
 	// A second run in the same boot counts nothing.
-	if c, err := l.CountBIOSBoot(mark); err != nil || c.Counted {
+	if c, err := l.CountBIOSBoot(mark); err != nil || c.Counted || c.First {
 		t.Errorf("second count in one boot: %+v, %v", c, err)
 	}
 	if !l.Trial() {

@@ -49,12 +49,15 @@ itself still on trial.
                (lbd-boot-check.service reboots then). Not a trial boot:
                exit 0 at once. Under legacy BIOS it also renames the
                entry itself (good or bad), as systemd-bless-boot cannot.
---boot-sync    early at every boot (lbd-boot-sync.service): on a legacy
-               BIOS boot of a slot on trial, use one of its tries (what
-               systemd-boot does under UEFI: lbd-b+1.efi -> lbd-b+0-1.efi)
-               and start boot-complete.target (the boot check); on every
-               boot point syslinux.cfg's DEFAULT at the slot systemd-boot
-               would boot (the disk boots with UEFI or legacy BIOS alike).
+--boot-sync    at boot: on a legacy BIOS boot of a slot on trial, use one
+               of its tries (what systemd-boot does under UEFI:
+               lbd-b+1.efi -> lbd-b+0-1.efi) and start boot-complete.target
+               (the boot check), once per boot (lbd-boot-sync.service,
+               early, BIOS only); on every run point syslinux.cfg's
+               DEFAULT at the slot systemd-boot would boot, so the disk
+               boots the same slot with UEFI or legacy BIOS
+               (lbd-slots.service, after lbd, and after
+               systemd-bless-boot).
 
 Legacy BIOS (SeaBIOS, the default of Proxmox VE and VirtualBox): on images
 with syslinux on the ESP, lbd update also writes the new slot's kernel and
@@ -387,7 +390,7 @@ func updateBootSync(l update.Layout, mark string, startCheck func() error, stdou
 	case c.Sync.Changed:
 		say("syslinux.cfg rewritten: legacy BIOS boots slot %s next", c.Sync.Default)
 	}
-	if !c.UEFI && l.Trial() {
+	if !c.UEFI && c.First && l.Trial() {
 		// Under UEFI systemd-bless-boot-generator puts boot-complete.target
 		// (and so the boot check) into a counted boot; nothing does under
 		// BIOS. --no-block: the check is ordered after this unit.
