@@ -160,6 +160,12 @@ type BIOSSync struct {
 	Changed bool     // syslinux.cfg was rewritten
 }
 
+// TrialArg is added to the kernel command line of a slot syslinux would
+// boot on trial (its entry has tries left): lbd-boot-sync.service runs
+// before lbd only on such boots (ConditionKernelCommandLine), so an
+// ordinary BIOS boot does not wait for the ESP and a first lbd run.
+const TrialArg = "lbd.bios_trial"
+
 // renderSyslinux is syslinux.cfg for the slots in cmdlines (slot ->
 // kernel command line), booting def.
 func renderSyslinux(def string, cmdlines map[string]string) []byte {
@@ -212,6 +218,9 @@ func (l Layout) SyncBIOS() (BIOSSync, error) {
 			continue
 		}
 		cmdlines[s] = strings.TrimSpace(string(bytes.TrimRight(cl, "\x00")))
+		if b.Entry.Counting && b.Entry.TriesLeft > 0 {
+			cmdlines[s] += " " + TrialArg
+		}
 		usable = append(usable, b)
 		res.Labels = append(res.Labels, s)
 	}

@@ -134,7 +134,8 @@ func TestBIOSUpdateBlessed(t *testing.T) {
 		t.Errorf("slot b's BIOS files: %q, %q", k, i)
 	}
 	cfg = readESP(t, l, "syslinux/syslinux.cfg")
-	if !strings.Contains(cfg, "DEFAULT lbd-b\n") || !strings.Contains(cfg, "APPEND root=PARTLABEL=LBROOT_B ") || !strings.Contains(cfg, "LABEL lbd-a\n") {
+	if !strings.Contains(cfg, "DEFAULT lbd-b\n") || !strings.Contains(cfg, "APPEND root=PARTLABEL=LBROOT_B ") || !strings.Contains(cfg, "LABEL lbd-a\n") ||
+		!strings.Contains(cfg, " "+TrialArg+"\n") || strings.Count(cfg, TrialArg) != 1 {
 		t.Errorf("syslinux.cfg after install:\n%s", cfg)
 	}
 	if !strings.Contains(log.String(), "legacy BIOS: syslinux boots slot b next") {
@@ -154,6 +155,9 @@ func TestBIOSUpdateBlessed(t *testing.T) {
 	}
 	if got := l.BIOSDefault(); got != "a" {
 		t.Errorf("during the trial syslinux would boot %q, want a (the fallback)", got)
+	}
+	if cfg := readESP(t, l, "syslinux/syslinux.cfg"); strings.Contains(cfg, TrialArg) {
+		t.Errorf("no tries left, but a label still has %s:\n%s", TrialArg, cfg)
 	}
 	// A second run in the same boot counts nothing.
 	if c, err := l.CountBIOSBoot(mark); err != nil || c.Counted || c.First {

@@ -53,7 +53,9 @@ itself still on trial.
                of its tries (what systemd-boot does under UEFI:
                lbd-b+1.efi -> lbd-b+0-1.efi) and start boot-complete.target
                (the boot check), once per boot (lbd-boot-sync.service,
-               early, BIOS only); on every run point syslinux.cfg's
+               early, on BIOS trial boots: lbd.bios_trial on the kernel
+               command line, which syslinux.cfg gives a slot with tries
+               left); on every run point syslinux.cfg's
                DEFAULT at the slot systemd-boot would boot, so the disk
                boots the same slot with UEFI or legacy BIOS
                (lbd-slots.service, after lbd, and after
