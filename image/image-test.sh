@@ -58,6 +58,28 @@
 #     edit         `lbd edit` with a scripted $EDITOR writes the read-only
 #                  /config/lb.toml (remounted rw for the write, ro after),
 #                  then diff + reload: port 80 reaches backend-2 only
+#   boot 8 (legacy BIOS: QEMU's default firmware, SeaBIOS, on a fresh copy
+#   of the image; config A with the serial shell; the "new" bundle on a
+#   second disk)
+#     ready        READY on the serial console
+#     bios         no /sys/firmware/efi, syslinux started slot a
+#                  (BOOT_IMAGE=/syslinux/lbd-a.linux root=PARTLABEL=LBROOT_A)
+#     serves       the VIP spreads over both backends
+#     update       `lbd update` under BIOS writes slot b and its BIOS files;
+#                  syslinux.cfg boots slot b next
+#     new_version  after `reboot`: syslinux booted slot b, IMAGE_VERSION.1
+#     counted      early in that boot lbd-boot-sync used the try
+#                  (lbd-b+1.efi -> lbd-b+0-1.efi)
+#     blessed      the boot check passed and renamed the entry itself
+#                  (lbd-b.efi); syslinux.cfg: DEFAULT lbd-b
+#     serves_b     the VIP answers from slot b
+#   boot 9 (legacy BIOS, after boot 8: the broken bundle dropped on the
+#   config partition)
+#     installed      installed into slot a, reboot into it
+#     trial_failed   slot a's boot check: "FAILED its trial boot", marked bad
+#     rolled_back    syslinux boots slot b again by itself ("ROLLED BACK"),
+#                    READY
+#     serves         the VIP answers again
 #
 # Each check prints PASS or FAIL with what it saw; the summary lists them
 # all. The serial console logs are kept in out/image-test/ (IMAGE_TEST_LOGS). Exit status 0 only if every check passed. The whole run is
@@ -200,7 +222,7 @@ until_only() {
 
 # IMAGE_TEST_BOOTS="5 6" runs only those boots (while working on them);
 # boot 6 expects what boot 5 leaves (slot B good), boot 4 the config of 3.
-want() { [[ " ${IMAGE_TEST_BOOTS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
+want() { [[ " ${IMAGE_TEST_BOOTS:-1 2 3 4 5 6 7 8 9} " == *" $1 "* ]]; }
 
 cfg_a=$LAB_DIR/a.toml
 cat >"$cfg_a" <<TOML
@@ -506,7 +528,7 @@ wait_serial() {
 }
 
 t_bundles=$SECONDS
-if ! want 5 && ! want 6; then
+if ! want 5 && ! want 6 && ! want 8 && ! want 9; then
 	:
 elif mkbundles; then
 	echo "test bundles: $(ls -s --block-size=M "$LAB_DIR"/*.bundle | tr '\n' ' ') in $((SECONDS - t_bundles)) s"
@@ -714,6 +736,155 @@ else
 fi
 lab_qemu_stop 90
 fi  # boot 7
+
+### Legacy BIOS (boots 8 and 9): SeaBIOS, syslinux on the same disk
+# until_served URL SECONDS: until 10 requests in a row all get an answer
+# (right after READY a health check may still be rising on a slow host);
+# sets SERVED to the last tally.
+until_served() {
+	local t0=$SECONDS
+	while (( SECONDS - t0 < $2 )); do
+		SERVED=$(tally "$1" 10)
+		[[ $SERVED == *"fail=0" ]] && return 0
+		sleep 1
+	done
+	return 1
+}
+bimg=$LAB_DIR/bios.img
+if want 8; then
+### boot 8: a fresh copy of the image under SeaBIOS, then lbd update there
+cp --sparse=always "$img_src" "$bimg"
+cfg_bios=$LAB_DIR/bios.toml
+sed 's/^\[appliance\]$/[appliance]\nconsole_login = true/' "$cfg_a" >"$cfg_bios"
+mcopy -o -i "$bimg@@$CONFIG_OFFSET" "$cfg_bios" ::/lb.toml
+img_uefi=$img img=$bimg
+export LAB_FIRMWARE=bios LAB_SERIAL_IN=1 LAB_NO_REBOOT=1 QEMU_EXTRA="-drive if=none,id=bundle,format=raw,readonly=on,file=$LAB_DIR/new.bundle -device virtio-blk-pci,drive=bundle,serial=lbdbundle"
+if [ -f "$LAB_DIR/new.bundle" ] && boot 8; then
+	shell=""
+	for i in $(seq 30); do shell=$(guest "b$i" '$((6*7))' 3) && break; done
+	fw=$(guest fw0 '$(test -d /sys/firmware/efi && echo uefi || echo bios) $(grep -o "BOOT_IMAGE=[^ ]*" /proc/cmdline) $(grep -o "root=[^ ]*" /proc/cmdline)' 30)
+	if [ "$fw" = "bios BOOT_IMAGE=/syslinux/lbd-a.linux root=PARTLABEL=LBROOT_A" ]; then
+		pass boot8.bios "legacy BIOS boot through syslinux: $fw"
+	else
+		fail boot8.bios "shell '$shell'; firmware and command line: '$fw'"
+	fi
+	if wait_vip "http://$LAB_VIP/" 45; then
+		t=$(tally "http://$LAB_VIP/" 20)
+		case $t in
+		*"backend-1=0 "*|*"backend-2=0 "*) fail boot8.serves "20 requests: $t" ;;
+		*) pass boot8.serves "under SeaBIOS, 20 requests: $t" ;;
+		esac
+	else
+		fail boot8.serves "VIP $LAB_VIP:80 did not answer within 45 s"
+	fi
+	lab_serial_send "lbd update /dev/disk/by-id/virtio-lbdbundle; echo @bupd=\$?@"
+	l_upd=0
+	wait_serial '@bupd=[0-9]+@' 240 && l_upd=$WS_LINE
+	upd=$(grep -a -o '@bupd=[0-9]*@' "$serial" | tail -n1)
+	if [ "$upd" = "@bupd=0@" ] && grep -a -q "slot b now holds $IMAGE_VERSION.1" "$serial" &&
+		grep -a -q 'legacy BIOS: syslinux boots slot b next' "$serial"; then
+		pass boot8.update "$(grep -a -m1 'slot b now holds' "$serial" | tr -d '\r'); $(grep -a -m1 'legacy BIOS: syslinux boots' "$serial" | tr -d '\r')"
+	else
+		fail boot8.update "lbd update exit '$upd'"
+		grep -a -E 'lbd update|bundle|slot|legacy BIOS' "$serial" | tail -n 8 | tr -d '\r' | sed 's/^/    | /'
+	fi
+	lab_serial_send "reboot"
+	if wait_serial 'lbd-status: READY' "$BOOT_TIMEOUT" "$l_upd"; then
+		for i in $(seq 30); do guest "bv$i" '$((6*7))' 3 >/dev/null && break; done
+		ver=$(guest bver '$(test -d /sys/firmware/efi && echo uefi || echo bios) $(. /usr/lib/os-release; echo $IMAGE_VERSION) $(grep -o "BOOT_IMAGE=[^ ]*" /proc/cmdline) $(grep -o "root=[^ ]*" /proc/cmdline)' 30)
+		want_ver="bios $IMAGE_VERSION.1 BOOT_IMAGE=/syslinux/lbd-b.linux root=PARTLABEL=LBROOT_B"
+		if [ "$ver" = "$want_ver" ]; then
+			pass boot8.new_version "after the reboot: $ver"
+		else
+			fail boot8.new_version "after the reboot: '$ver', want '$want_ver'"
+		fi
+		if tail -n +"$l_upd" "$serial" | grep -a -q 'lbd-boot-sync: legacy BIOS trial boot of slot b: one try used (lbd-b+1.efi -> lbd-b+0-1.efi)'; then
+			pass boot8.counted "$(tail -n +"$l_upd" "$serial" | grep -a -m1 'lbd-boot-sync: legacy BIOS trial' | tr -d '\r')"
+		else
+			fail boot8.counted "no lbd-boot-sync line counting slot b's try: $(tail -n +"$l_upd" "$serial" | grep -a 'lbd-boot-sync' | tr -d '\r' | tr '\n' ' ')"
+		fi
+		good=""
+		for i in $(seq 20); do
+			good=$(guest "bg$i" '$(ls /efi/EFI/Linux | tr "\n" " ")$(grep "^DEFAULT" /efi/syslinux/syslinux.cfg)' 5) &&
+				[ "$good" = "lbd-a.efi lbd-b.efi DEFAULT lbd-b" ] && break
+			sleep 3
+		done
+		if [ "$good" = "lbd-a.efi lbd-b.efi DEFAULT lbd-b" ] &&
+			grep -a -q 'lbd-boot-check: legacy BIOS: entry renamed to lbd-b.efi (good); syslinux boots slot b next' "$serial"; then
+			pass boot8.blessed "lbd READY: the boot check renamed lbd-b+0-1.efi to lbd-b.efi, syslinux.cfg: DEFAULT lbd-b"
+		else
+			fail boot8.blessed "ESP: '$good'; boot check: $(tail -n +"$l_upd" "$serial" | grep -a 'lbd-boot-check' | tr -d '\r' | tr '\n' ' ')"
+		fi
+		if wait_vip "http://$LAB_VIP/" 30 && until_served "http://$LAB_VIP/" 30; then
+			pass boot8.serves_b "slot b serves config A: $SERVED"
+		else
+			fail boot8.serves_b "port 80 on slot b: ${SERVED:-no answer}"
+		fi
+	else
+		fail boot8.new_version "no READY after the reboot into slot b"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+		fail boot8.counted "no boot"
+		fail boot8.blessed "no boot"
+		fail boot8.serves_b "no boot"
+	fi
+else
+	fail boot8.ready "no boot or no bundle"
+fi
+lab_qemu_stop 90
+unset LAB_SERIAL_IN QEMU_EXTRA LAB_NO_REBOOT
+img=$img_uefi
+fi  # boot 8
+
+if want 9; then
+### boot 9: under SeaBIOS, a broken bundle from the config partition rolls back
+# What boot 6 does under UEFI, on what boot 8 left (slot b good, $IMAGE_VERSION.1).
+if [ -f "$LAB_DIR/broken.bundle" ] && [ -f "$bimg" ]; then
+	img_uefi=$img img=$bimg
+	export LAB_FIRMWARE=bios LAB_NO_REBOOT=1
+	mcopy -o -i "$img@@$CONFIG_OFFSET" "$LAB_DIR/broken.bundle" ::/lbd-update.bundle
+	serial=$LAB_DIR/serial-9.log
+	lab_qemu_start "$img" "$serial"
+	t0=$SECONDS
+	l1=0 l2=0
+	if wait_serial 'lbd-update: installed' "$BOOT_TIMEOUT"; then
+		l1=$WS_LINE
+		pass boot9.installed "$(grep -a -m1 'slot a now holds' "$serial" | tr -d '\r'); $(grep -a -m1 'legacy BIOS: syslinux boots' "$serial" | tr -d '\r')"
+	else
+		fail boot9.installed "no 'lbd-update: installed' line; $(grep -a 'lbd-update' "$serial" | tail -n 3 | tr -d '\r')"
+	fi
+	if wait_serial 'lbd-boot-check: slot a .*FAILED' $((BOOT_TIMEOUT + 120)) "$l1"; then
+		l2=$WS_LINE
+		if tail -n +"$l1" "$serial" | grep -a -q 'lbd-boot-sync: legacy BIOS trial boot of slot a: one try used' &&
+			wait_serial 'lbd-boot-check: marked bad .*syslinux falls back to slot b' 30 "$l2"; then
+			pass boot9.trial_failed "$(sed -n "${l2}p" "$serial" | tr -d '\r' | cut -c1-200); $(sed -n "${WS_LINE}p" "$serial" | tr -d '\r')"
+		else
+			fail boot9.trial_failed "no count of slot a's try or no 'marked bad ... syslinux falls back to slot b': $(tail -n +"$l1" "$serial" | grep -a -E 'lbd-boot-(sync|check)' | tr -d '\r' | tr '\n' ' ')"
+		fi
+	else
+		fail boot9.trial_failed "no 'lbd-boot-check: slot a ... FAILED' line"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+	fi
+	if wait_serial 'lbd-slots: ROLLED BACK' "$BOOT_TIMEOUT" "$l2" && l3=$WS_LINE &&
+		wait_serial 'lbd-status: READY' 60 "$l2"; then
+		pass boot9.rolled_back "back on slot b by itself under BIOS, $((SECONDS - t0)) s after power-on: $(sed -n "${l3}p" "$serial" | tr -d '\r')"
+		grep -a -E '^lbd-slots: ' "$serial" | tail -n 6 | tr -d '\r' | sed 's/^/    | /'
+	else
+		fail boot9.rolled_back "no 'lbd-slots: ROLLED BACK' with READY after the failed trial"
+		tail -n 25 "$serial" | tr -d '\r' | sed 's/^/    | /'
+	fi
+	if wait_vip "http://$LAB_VIP/" 30 && until_served "http://$LAB_VIP/" 30; then
+		pass boot9.serves "slot b serves after the rollback: $SERVED"
+	else
+		fail boot9.serves "port 80 after the rollback: ${SERVED:-no answer}"
+	fi
+	lab_qemu_stop 90
+	unset LAB_NO_REBOOT LAB_FIRMWARE
+	img=$img_uefi
+else
+	fail boot9.installed "no broken bundle or no disk from boot 8"
+fi
+fi  # boot 9
+unset LAB_FIRMWARE
 
 npass=0 nfail=0
 for r in "${results[@]}"; do case $r in PASS*) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac; done

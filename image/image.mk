@@ -8,7 +8,7 @@
 # rootfs/ and the lbd binary and assembles the disk without mounting anything.
 
 IMAGE_DEBS := mkosi debootstrap systemd-container squashfs-tools mtools dosfstools \
-	fdisk e2fsprogs systemd-boot-efi binutils qemu-utils
+	fdisk e2fsprogs systemd-boot-efi binutils qemu-utils syslinux syslinux-common
 BOOT_DEBS  := qemu-system-x86 ovmf iproute2 dnsmasq-base python3 curl socat bc
 MKOSI_ROOT  := $(OUT)/mkosi/root
 MKOSI_STAMP := $(OUT)/mkosi/root.stamp

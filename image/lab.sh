@@ -90,6 +90,8 @@ lab_backend_stop() {
 # (interactive) or a log file path. With APPEND, boots the kernel and initrd
 # next to IMG (IMG without .img + .vmlinuz/.initrd) directly with that
 # command line instead of the unified kernel image on the ESP.
+# LAB_FIRMWARE=bios boots with QEMU's default firmware, SeaBIOS (legacy
+# BIOS, as Proxmox VE and VirtualBox VMs do by default) instead of OVMF.
 # Sets LAB_QEMU_PID (not for stdio, which runs in the foreground).
 # With LAB_SERIAL_IN=1 the serial port is also a socket ($LAB_DIR/serial.sock)
 # that lab_serial_send types into; SERIAL still gets everything the guest
@@ -99,11 +101,15 @@ lab_qemu_start() {
 	# QEMU's direct kernel boot (-kernel) takes boot index 0 itself.
 	[ -n "$append" ] && bootindex=1
 	if [ -w /dev/kvm ] && [ -r /dev/kvm ]; then accel=kvm; fi
-	cp "$OVMF_VARS" "$LAB_DIR/OVMF_VARS.fd"
-	local args=(
-		-machine q35 -accel "$accel" -m "${QEMU_MEM:-1024}" -smp "${QEMU_SMP:-2}"
-		-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
-		-drive "if=pflash,format=raw,unit=1,file=$LAB_DIR/OVMF_VARS.fd"
+	local args=(-machine q35 -accel "$accel" -m "${QEMU_MEM:-1024}" -smp "${QEMU_SMP:-2}")
+	if [ "${LAB_FIRMWARE:-uefi}" != bios ]; then
+		cp "$OVMF_VARS" "$LAB_DIR/OVMF_VARS.fd"
+		args+=(
+			-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
+			-drive "if=pflash,format=raw,unit=1,file=$LAB_DIR/OVMF_VARS.fd"
+		)
+	fi
+	args+=(
 		-drive "if=none,id=disk,format=raw,file=$img"
 		-device "virtio-blk-pci,drive=disk,bootindex=$bootindex"
 		-netdev tap,id=wan,ifname=lbdt-tw,script=no,downscript=no
@@ -121,7 +127,7 @@ lab_qemu_start() {
 	if [ -n "$append" ]; then
 		args+=(-kernel "${LAB_KERNEL:-${img%.img}.vmlinuz}" -initrd "${LAB_INITRD:-${img%.img}.initrd}" -append "$append")
 	fi
-	lab_log "qemu ($accel) $img"
+	lab_log "qemu ($accel, ${LAB_FIRMWARE:-uefi}) $img"
 	if [ "$serial" = stdio ]; then
 		ip netns exec "$LAB_HV" qemu-system-x86_64 "${args[@]}" -serial mon:stdio ${QEMU_EXTRA:-}
 	else

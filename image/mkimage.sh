@@ -15,13 +15,19 @@
 # Disk layout (GPT, 1 MiB aligned):
 #   1 ESP       FAT    EFI/BOOT/BOOTX64.EFI = systemd-boot, loader/loader.conf,
 #                      EFI/Linux/lbd-a.efi = slot A's unified kernel image
-#                      (systemd stub + kernel + initrd + cmdline + os-release)
+#                      (systemd stub + kernel + initrd + cmdline + os-release);
+#                      for legacy BIOS: syslinux (its boot record in this
+#                      partition, syslinux/ldlinux.sys), syslinux/syslinux.cfg
+#                      and slot A's kernel and initrd (syslinux/lbd-a.linux,
+#                      .initrd); GPT attribute LegacyBIOSBootable
 #   2 LBROOT_A  squashfs, read-only root of slot A (GPT type: Linux root x86-64)
 #   3 LBROOT_B  slot B, empty until the first `lbd update`
 #   4 LBCONFIG  FAT, lb.toml + README.txt (type: Microsoft basic data, so
 #               Windows and macOS mount it when the disk is plugged in);
 #               room for an update bundle dropped next to lb.toml
 #   5 LBSTATE   ext4, writable state: last good config, DHCP leases
+# The protective MBR's boot code is syslinux's gptmbr.bin: under BIOS it
+# starts the boot record of the partition marked LegacyBIOSBootable.
 # Also written: OUTDIR/lbd-update.bundle, the update bundle of this build
 # (root squashfs + UKI + manifest.json with their SHA-256) for `lbd update`.
 set -euo pipefail
@@ -39,7 +45,12 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%
 # appliance keeps its partition table for life, so the ESP must hold two
 # UKIs and each root slot the squashfs of later versions too, and the
 # config partition an update bundle (root + UKI) besides lb.toml.
-ESP_MB=${ESP_MB:-48}
+# The ESP: 128 MiB (was 48 before legacy BIOS boot): per slot a UKI
+# (~16 MiB) and, for syslinux, the same kernel and initrd again (~16 MiB),
+# so ~64 MiB for two slots today, and room for kernels twice that size.
+# Appliances made with 48 MiB keep it; lbd update skips the BIOS files
+# there (no syslinux on that ESP).
+ESP_MB=${ESP_MB:-128}
 ROOT_MB=${ROOT_MB:-96}
 CONFIG_MB=${CONFIG_MB:-128}
 STATE_MB=${STATE_MB:-16}
@@ -72,6 +83,8 @@ TYPE_LINUX_DATA=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 
 STUB=${STUB:-/usr/lib/systemd/boot/efi/linuxx64.efi.stub}
 SDBOOT=${SDBOOT:-/usr/lib/systemd/boot/efi/systemd-bootx64.efi}
+# syslinux's boot code for a GPT disk's protective MBR (syslinux-common).
+GPTMBR=${GPTMBR:-/usr/lib/syslinux/mbr/gptmbr.bin}
 
 step() { printf '==> %s\n' "$*"; }
 mib() { echo $(( ($(stat -Lc %s "$1") + 1048575) / 1048576 )); }
@@ -129,7 +142,9 @@ printf '%s' "$CMDLINE" >"$work/cmdline"
 uki=$work/lbd.efi
 "$here/mkuki.sh" "$osrel" "$work/cmdline" "$kernel" "$initrd" "$uki"
 uki_mb=$(mib "$uki")
-[ $((2 * uki_mb + 2)) -le "$ESP_MB" ] || { echo "mkimage: ESP_MB=$ESP_MB cannot hold two ${uki_mb} MiB UKIs" >&2; exit 1; }
+bios_mb=$(( $(mib "$kernel") + $(mib "$initrd") ))
+[ $((2 * (uki_mb + bios_mb) + 2)) -le "$ESP_MB" ] ||
+	{ echo "mkimage: ESP_MB=$ESP_MB cannot hold two slots of a ${uki_mb} MiB UKI + ${bios_mb} MiB kernel and initrd" >&2; exit 1; }
 # No menu (timeout 0; a key held at boot still shows it), the newest entry
 # with tries left boots (systemd-boot's own order), no editor.
 cat >"$work/loader.conf" <<LOADER
@@ -148,6 +163,24 @@ mcopy -i "$work/esp.img" "$SDBOOT" ::/EFI/systemd/systemd-bootx64.efi
 mcopy -i "$work/esp.img" "$work/loader.conf" ::/loader/loader.conf
 # Slot A starts good (no boot counter): there is nothing to fall back to.
 mcopy -i "$work/esp.img" "$uki" ::/EFI/Linux/lbd-a.efi
+# Legacy BIOS: syslinux's mtools installer writes its boot record into this
+# FAT and ldlinux.sys/ldlinux.c32 into syslinux/ (no mount). syslinux.cfg
+# is what lbd writes (appliance/update renderSyslinux, same text, so the
+# first boot finds nothing to change); each boot and lbd update keep its
+# DEFAULT on the slot systemd-boot would boot.
+mmd -i "$work/esp.img" ::/syslinux
+syslinux --install --directory /syslinux "$work/esp.img"
+mcopy -i "$work/esp.img" "$kernel" ::/syslinux/lbd-a.linux
+mcopy -i "$work/esp.img" "$initrd" ::/syslinux/lbd-a.initrd
+printf '%s\n' \
+	'# Legacy BIOS boot of the lbd appliance (syslinux). Written by lbd: do not' \
+	'# edit (lbd update and every boot rewrite it). DEFAULT is the slot' \
+	'# systemd-boot would boot from the entries in EFI/Linux (see' \
+	'# image/README.md, "Legacy BIOS"). To pick a slot by hand, hold Shift while' \
+	'# syslinux starts and type its label at the boot: prompt.' \
+	'PROMPT 0' 'TIMEOUT 0' 'DEFAULT lbd-a' '' 'LABEL lbd-a' \
+	'	LINUX /syslinux/lbd-a.linux' '	INITRD /syslinux/lbd-a.initrd' "	APPEND $CMDLINE" >"$work/syslinux.cfg"
+mcopy -i "$work/esp.img" "$work/syslinux.cfg" ::/syslinux/syslinux.cfg
 
 step "bundle: $out/lbd-update.bundle ($IMAGE_VERSION)"
 "$here/mkbundle.sh" "$work/root.sqfs" "$uki" "$IMAGE_VERSION" "$version" "$out/lbd-update.bundle"
@@ -183,12 +216,15 @@ label-id: $DISK_GUID
 unit: sectors
 first-lba: 2048
 
-start=$(sect $s_esp), size=$(sect "$esp_mb"), type=$TYPE_ESP, uuid=$ESP_GUID, name="ESP"
+start=$(sect $s_esp), size=$(sect "$esp_mb"), type=$TYPE_ESP, uuid=$ESP_GUID, name="ESP", attrs="LegacyBIOSBootable"
 start=$(sect $s_root), size=$(sect "$root_mb"), type=$TYPE_ROOT_X86_64, uuid=$ROOT_GUID, name="LBROOT_A", attrs="GUID:60"
 start=$(sect $s_root_b), size=$(sect "$root_mb"), type=$TYPE_ROOT_X86_64, uuid=$ROOT_B_GUID, name="LBROOT_B", attrs="GUID:60"
 start=$(sect $s_config), size=$(sect "$CONFIG_MB"), type=$TYPE_MS_BASIC_DATA, uuid=$CONFIG_GUID, name="LBCONFIG"
 start=$(sect $s_state), size=$(sect "$STATE_MB"), type=$TYPE_LINUX_DATA, uuid=$STATE_GUID, name="LBSTATE"
 SFDISK
+# Legacy BIOS: gptmbr.bin's 440 bytes of boot code before the protective
+# MBR's partition table (sfdisk left them zero).
+dd if="$GPTMBR" of="$img" bs=440 count=1 conv=notrunc status=none
 put() { dd if="$1" of="$img" bs=1M seek="$2" conv=notrunc,sparse status=none; }
 put "$work/esp.img" $s_esp
 put "$work/root.sqfs" $s_root

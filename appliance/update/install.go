@@ -28,7 +28,11 @@ type Result struct {
 // bundle's version does not sort after the booted one (systemd-boot would
 // never pick it), or when the root image does not fit. The old entry of
 // the target slot is removed first, so a slot half written by an
-// interrupted install is never booted. Progress lines go to log.
+// interrupted install is never booted. On an ESP set up for legacy BIOS
+// boot (syslinux) it also writes the slot's kernel and initrd, taken out
+// of the UKI, and points syslinux.cfg at the slot systemd-boot will boot;
+// it refuses up front when the ESP has no room for them. Progress lines
+// go to log.
 func (l Layout) Install(b *Bundle, tries int, log io.Writer) (Result, error) {
 	m := b.Manifest
 	if tries < 1 || tries > 9 {
@@ -58,6 +62,10 @@ func (l Layout) Install(b *Bundle, tries int, log io.Writer) (Result, error) {
 	if m.Root.Size > size {
 		return res, fmt.Errorf("slot %s: root image %d bytes does not fit its partition %s (%d bytes)", target, m.Root.Size, part, size)
 	}
+	if err := l.checkESPSpace(target, m.UKI.Size); err != nil {
+		return res, err
+	}
+	bios := l.HasSyslinux()
 
 	// 1. The old entry goes first: from here on systemd-boot does not see
 	// the target slot until its new UKI is complete.
@@ -74,6 +82,19 @@ func (l Layout) Install(b *Bundle, tries int, log io.Writer) (Result, error) {
 	}
 	if err := syncDir(filepath.Join(l.ESP, EntryDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return res, err
+	}
+	if bios {
+		// Its BIOS files too, and syslinux.cfg without it: syslinux
+		// keeps booting the running slot meanwhile.
+		if err := l.removeBIOSFiles(target); err != nil {
+			return res, err
+		}
+		if _, err := l.SyncBIOS(); err != nil {
+			// Only the running slot is left, and it has no BIOS
+			// files (installed by an lbd without BIOS support): the
+			// new slot's files below make syslinux.cfg whole again.
+			fmt.Fprintf(log, "warning: %v\n", err)
+		}
 	}
 
 	// 2. Root image and UKI, hashed again while written (the file could
@@ -109,6 +130,11 @@ func (l Layout) Install(b *Bundle, tries int, log io.Writer) (Result, error) {
 	if err := SetSlot(uki, target); err != nil {
 		return res, fmt.Errorf("bundle UKI: %w", err)
 	}
+	if bios {
+		if err := l.writeBIOSFiles(target, uki, log); err != nil {
+			return res, err
+		}
+	}
 	dir := filepath.Join(l.ESP, EntryDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, fmt.Errorf("ESP: %w", err)
@@ -126,6 +152,15 @@ func (l Layout) Install(b *Bundle, tries int, log io.Writer) (Result, error) {
 		return res, fmt.Errorf("ESP: %w", err)
 	}
 	fmt.Fprintf(log, "slot %s now holds %s: %s/%s, tried %d time(s) from the next boot\n", target, m.Version, EntryDir, res.Entry, tries)
+	if !bios {
+		fmt.Fprintf(log, "legacy BIOS: the ESP has no syslinux (an image from before BIOS support): no BIOS boot files written; this disk boots with UEFI only\n")
+		return res, nil
+	}
+	sync, err := l.SyncBIOS()
+	if err != nil {
+		return res, err
+	}
+	fmt.Fprintf(log, "legacy BIOS: syslinux boots slot %s next (%s/%s)\n", sync.Default, SyslinuxDir, syslinuxCfg)
 	return res, nil
 }
 

@@ -34,8 +34,11 @@ type Layout struct {
 	ESP     string // mount point of the ESP (/efi)
 	PartDir string // where partitions appear by GPT name (/dev/disk/by-partlabel)
 	Cmdline string // the kernel command line (/proc/cmdline)
-	// EFIVars holds the boot loader's variables (efivarfs); empty: none.
+	// EFIVars holds the boot loader's variables (efivarfs); empty or
+	// absent: a legacy BIOS boot (see bios.go).
 	EFIVars string
+	// freeSpace reports the free bytes of the ESP (tests); nil: statfs.
+	freeSpace func(dir string) (int64, error)
 }
 
 // Default is the appliance's layout.
@@ -133,11 +136,14 @@ func (l Layout) BootedSlot() (string, error) {
 	return "", nil
 }
 
-// Trial reports whether systemd-boot counts this boot (it sets
-// LoaderBootCountPath only when the booted entry has a counter).
+// Trial reports whether this boot is counted. Under UEFI systemd-boot
+// sets LoaderBootCountPath only when the booted entry has a counter; under
+// legacy BIOS (syslinux, which cannot count) the booted slot's entry
+// having a counter is the sign (CountBIOSBoot counts it down early).
 func (l Layout) Trial() bool {
-	if l.EFIVars == "" {
-		return false
+	if !l.UEFI() {
+		e, ok, err := l.bootedEntry()
+		return err == nil && ok && e.Counting
 	}
 	_, err := os.Stat(filepath.Join(l.EFIVars, "LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"))
 	return err == nil

@@ -73,10 +73,14 @@ func TestParseEntry(t *testing.T) {
 // debug/pe (and so OSRelease, Cmdline, SetSlot) needs of a UKI.
 func fakeUKI(t *testing.T, version, cmdline string) []byte {
 	t.Helper()
-	secs := []struct{ name, data string }{
+	return fakePE([]struct{ name, data string }{
 		{".osrel", "ID=debian\nIMAGE_ID=lbd\nIMAGE_VERSION=" + version + "\nPRETTY_NAME=\"lbd appliance " + version + "\"\n"},
 		{".cmdline", cmdline},
-	}
+	})
+}
+
+// fakePE is a minimal PE file with the given sections.
+func fakePE(secs []struct{ name, data string }) []byte {
 	var b bytes.Buffer
 	dos := make([]byte, 64)
 	copy(dos, "MZ")

@@ -20,6 +20,7 @@ const updateUsage = `usage: lbd update FILE [--tries N]
        lbd update --status
        lbd update --from-config FILE
        lbd update --boot-check [--timeout D] [--socket PATH]
+       lbd update --boot-sync
 
 Appliance A/B updates (see image/README.md, "Updates and rollback").
 FILE is an update bundle (out/lbd-update.bundle of make image): a tar of
@@ -46,7 +47,25 @@ itself still on trial.
                bad with systemd-bless-boot, keeps why in
                /var/lib/lbd/last-failed-trial.txt and exits 1
                (lbd-boot-check.service reboots then). Not a trial boot:
-               exit 0 at once.
+               exit 0 at once. Under legacy BIOS it also renames the
+               entry itself (good or bad), as systemd-bless-boot cannot.
+--boot-sync    at boot: on a legacy BIOS boot of a slot on trial, use one
+               of its tries (what systemd-boot does under UEFI:
+               lbd-b+1.efi -> lbd-b+0-1.efi) and start boot-complete.target
+               (the boot check), once per boot (lbd-boot-sync.service,
+               early, on BIOS trial boots: lbd.bios_trial on the kernel
+               command line, which syslinux.cfg gives a slot with tries
+               left); on every run point syslinux.cfg's
+               DEFAULT at the slot systemd-boot would boot, so the disk
+               boots the same slot with UEFI or legacy BIOS
+               (lbd-slots.service, after lbd, and after
+               systemd-bless-boot).
+
+Legacy BIOS (SeaBIOS, the default of Proxmox VE and VirtualBox): on images
+with syslinux on the ESP, lbd update also writes the new slot's kernel and
+initrd (from its UKI) to ESP/syslinux/ and refuses, before writing, when
+the ESP has no room for them. Older images (no syslinux) boot with UEFI
+only; the BIOS files are skipped with a note.
 `
 
 // trialNote keeps why the last trial boot failed, on the state partition.
@@ -75,6 +94,7 @@ func cmdUpdate(args []string, stdout, stderr io.Writer) int {
 	showStatus := fs.Bool("status", false, "show both slots")
 	fromConfig := fs.Bool("from-config", false, "install FILE if present, remove it, reboot")
 	bootCheck := fs.Bool("boot-check", false, "gate boot-complete.target on lbd READY")
+	bootSync := fs.Bool("boot-sync", false, "count a legacy BIOS trial boot; point syslinux at the slot to boot")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long --boot-check waits at most")
 	tries := fs.Int("tries", 1, "trial boots of the new slot before it is given up")
 	pos, err := parseInterspersed(fs, args)
@@ -85,18 +105,30 @@ func cmdUpdate(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	l := update.Default
+	countMark := bootCountMark
+	startCheck := func() error {
+		out, err := exec.Command("systemctl", "start", "--no-block", "boot-complete.target").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("systemctl start boot-complete.target: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
 	if v := os.Getenv("LBD_UPDATE_ROOT"); v != "" {
 		// Tests: the ESP, partitions and command line under one directory.
 		l = update.Layout{ESP: filepath.Join(v, "efi"), PartDir: filepath.Join(v, "parts"), Cmdline: filepath.Join(v, "cmdline"), EFIVars: filepath.Join(v, "efivars")}
+		countMark = filepath.Join(v, "boot-counted")
+		startCheck = func() error { fmt.Fprintln(stdout, "(LBD_UPDATE_ROOT: boot-complete.target not started)"); return nil }
 	}
 	switch {
 	case *showStatus && len(pos) == 0:
 		return updateStatus(l, stdout, stderr)
+	case *bootSync && len(pos) == 0:
+		return updateBootSync(l, countMark, startCheck, stdout, stderr)
 	case *bootCheck && len(pos) == 0:
 		return updateBootCheck(l, *socket, *timeout, stdout, stderr)
 	case *fromConfig && len(pos) == 1:
 		return updateFromConfig(l, pos[0], *tries, stdout, stderr)
-	case !*showStatus && !*bootCheck && !*fromConfig && len(pos) == 1:
+	case !*showStatus && !*bootCheck && !*fromConfig && !*bootSync && len(pos) == 1:
 		b, err := update.Open(pos[0])
 		if err != nil {
 			fmt.Fprintln(stderr, "lbd update:", err)
@@ -128,11 +160,11 @@ func updateStatus(l update.Layout, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lbd update:", err)
 		return 1
 	}
-	printSlots(stdout, st)
+	printSlots(stdout, l, st)
 	return 0
 }
 
-func printSlots(w io.Writer, st update.Status) {
+func printSlots(w io.Writer, l update.Layout, st update.Status) {
 	fmt.Fprintf(w, "%-6s %-9s %-28s %-22s %s\n", "SLOT", "PARTITION", "VERSION", "ENTRY", "STATE")
 	for _, s := range st.Slots {
 		name := s.Name
@@ -167,6 +199,7 @@ func printSlots(w io.Writer, st update.Status) {
 		}
 	}
 	fmt.Fprintf(w, "* = running: slot %s (root=PARTLABEL=%s%s), %s\n", st.Booted, update.PartPrefix, strings.ToUpper(st.Booted), img)
+	fmt.Fprintln(w, firmwareLine(l))
 	if o := st.Slot(update.Other(st.Booted)); o.Entry.Counting && o.Entry.TriesLeft == 0 {
 		fmt.Fprintf(w, "ROLLED BACK: slot %s (%s) failed its trial boot and is given up; slot %s runs instead (install a fixed bundle to replace it)\n",
 			o.Name, orDashStr(o.Version), st.Booted)
@@ -258,6 +291,15 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 			}
 		default:
 			say("slot %s (%s): lbd READY with %s applied, %s after this check started: this boot is good", st.Booted, orDashStr(me.Version), snap.Config.Path, time.Since(t0).Round(time.Second))
+			if !l.UEFI() {
+				// systemd-bless-boot needs systemd-boot's EFI variables.
+				e, sync, err := l.MarkBIOSBoot(true)
+				if err != nil {
+					say("legacy BIOS: marking the entry good failed: %v", err)
+					return 1
+				}
+				say("legacy BIOS: entry renamed to %s (good); syslinux boots slot %s next", e.File, orDashStr(sync.Default))
+			}
 			return 0
 		}
 		svc := serviceState("lbd.service")
@@ -295,6 +337,14 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 	if err := os.WriteFile(trialNote, []byte(note), 0o644); err != nil {
 		say("could not keep the reason in %s: %v", trialNote, err)
 	}
+	if !l.UEFI() {
+		e, sync, err := l.MarkBIOSBoot(false)
+		if err != nil {
+			say("legacy BIOS: marking the entry bad failed: %v", err)
+		}
+		say("marked bad (%s); rebooting: syslinux falls back to slot %s (%s)", e.File, orDashStr(sync.Default), orDashStr(other.Version))
+		return 1
+	}
 	// The ESP is an automount: open it first, and name it (as the drop-in
 	// of systemd-bless-boot.service does) rather than have the tool search.
 	_, _ = os.ReadDir(filepath.Join(l.ESP, update.EntryDir))
@@ -305,4 +355,55 @@ func updateBootCheck(l update.Layout, socket string, timeout time.Duration, stdo
 	}
 	say("marked bad; rebooting: systemd-boot falls back to slot %s (%s)", other.Name, orDashStr(other.Version))
 	return 1
+}
+
+// bootCountMark records in /run that this boot's BIOS try was counted, so
+// a second --boot-sync in the same boot counts nothing.
+const bootCountMark = "/run/lbd-boot-counted"
+
+// firmwareLine says how this boot started and what boots next.
+func firmwareLine(l update.Layout) string {
+	fw := "firmware: legacy BIOS (syslinux)"
+	if l.UEFI() {
+		fw = "firmware: UEFI (systemd-boot)"
+	}
+	if !l.HasSyslinux() {
+		return fw + "; the ESP has no syslinux: this disk boots with UEFI only"
+	}
+	return fw + "; under legacy BIOS syslinux boots slot " + orDashStr(l.BIOSDefault()) + " next"
+}
+
+// updateBootSync runs early at every boot (lbd-boot-sync.service, before
+// lbd and the boot check): the legacy BIOS boot counting, then
+// syslinux.cfg in line with the entries.
+func updateBootSync(l update.Layout, mark string, startCheck func() error, stdout, stderr io.Writer) int {
+	say := func(f string, a ...any) { fmt.Fprintf(stdout, "lbd-boot-sync: "+f+"\n", a...) }
+	c, err := l.CountBIOSBoot(mark)
+	if err != nil {
+		fmt.Fprintln(stderr, "lbd update --boot-sync:", err)
+		return 1
+	}
+	if c.Counted {
+		say("legacy BIOS trial boot of slot %s: one try used (%s -> %s)", c.To.Slot, c.From.File, c.To.File)
+	}
+	switch {
+	case c.SyncErr != nil:
+		say("%v", c.SyncErr)
+	case c.Sync.Changed:
+		say("syslinux.cfg rewritten: legacy BIOS boots slot %s next", c.Sync.Default)
+	}
+	if !c.UEFI && c.First && l.Trial() {
+		// Under UEFI systemd-bless-boot-generator puts boot-complete.target
+		// (and so the boot check) into a counted boot; nothing does under
+		// BIOS. --no-block: the check is ordered after this unit.
+		say("trial boot: starting the boot check (boot-complete.target)")
+		if err := startCheck(); err != nil {
+			say("%v", err)
+			return 1
+		}
+	}
+	if c.SyncErr != nil {
+		return 1
+	}
+	return 0
 }
