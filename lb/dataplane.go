@@ -699,8 +699,9 @@ type Counters struct {
 	Refused          map[string]uint64 // by protection reason
 }
 
-// ReadCounters returns the counters of every service: flows and empty
-// from the counter sets' elements, refusals from the named counters of
+// ReadCounters returns the counters of every service: flows (scheduled
+// new flows, with or without a backend) and empty from the counter sets'
+// elements, refusals from the named counters of
 // the services with protection. Services are found by endpoint in what
 // lbd last applied.
 func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
@@ -725,10 +726,13 @@ func (d *Dataplane) ReadCounters() (map[string]Counters, error) {
 			if !ok || e.Counter == nil {
 				continue
 			}
+			// Flows counts every new flow the service scheduled, as the
+			// flows_ counter objects did before the counter sets: those
+			// that found a backend and those refused for want of one.
 			cs := out[name]
-			if set == d.sets.flows4 || set == d.sets.flows6 {
-				cs.Flows, cs.FlowBytes = e.Counter.Packets, e.Counter.Bytes
-			} else {
+			cs.Flows += e.Counter.Packets
+			cs.FlowBytes += e.Counter.Bytes
+			if set == d.sets.empty4 || set == d.sets.empty6 {
 				cs.NoBackend = e.Counter.Packets
 			}
 			out[name] = cs
