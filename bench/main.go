@@ -176,25 +176,12 @@ func benchMain(args []string) int {
 	if o.jsonOut == "" {
 		o.jsonOut = strings.TrimSuffix(o.out, filepath.Ext(o.out)) + ".json"
 	}
-	o.work, err = os.MkdirTemp("", "lbd-bench-")
+	stop, err := o.begin("lbd-bench-")
 	if err != nil {
 		return 1
 	}
-	defer os.RemoveAll(o.work)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o.ctx = ctx
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		o.logf("%v: tearing down the lab", s)
-		cancel()
-		closeCurrent()
-		os.RemoveAll(o.work)
-		os.Exit(130)
-	}()
+	defer stop()
+	ctx := o.ctx
 
 	res := &Results{Started: time.Now(), Quick: o.quick, Reps: o.reps, RunSeconds: o.dur.Seconds(),
 		Machine: machine(o), Blocked: blocked(), Seed: o.seed}
@@ -230,6 +217,27 @@ func benchMain(args []string) int {
 	}
 	o.logf("wrote %s and %s in %s", o.out, o.jsonOut, res.Finished.Sub(res.Started).Round(time.Second))
 	return 0
+}
+
+// begin makes the run's work directory and context, and tears the current
+// lab down on SIGINT/SIGTERM; stop removes both.
+func (o *opts) begin(prefix string) (stop func(), err error) {
+	if o.work, err = os.MkdirTemp("", prefix); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.ctx = ctx
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		o.logf("%v: tearing down the lab", s)
+		cancel()
+		closeCurrent()
+		os.RemoveAll(o.work)
+		os.Exit(130)
+	}()
+	return func() { cancel(); os.RemoveAll(o.work) }, nil
 }
 
 // blocked names the contenders whose tools are missing.

@@ -5,7 +5,7 @@
 # loads, `perf record -a -g -e cpu-clock` over each run, CPU per request by
 # kernel area, top symbols, each contender's ruleset and the nftrace of one
 # connection; then lbd's daemon variants (up / killed / killed with
-# nf_conntrack_acct=0), lbd's conntrack DESTROY reader against a batched one
+# nf_conntrack_acct=0), lbd's conntrack DESTROY reader alone against none
 # (bench ctevents), and keep-alive with a software flowtable off/on.
 # Needs root, perf (linux-perf), wrk, nftlb, nginx, iperf3, conntrack.
 # Usage: bench/perf-dataplane.sh [OUTDIR] [extra bench profile flags...]

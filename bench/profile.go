@@ -14,19 +14,16 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -100,7 +97,6 @@ type profOpts struct {
 	variants   int // repetitions of the lbd daemon variants (0: none)
 	readers    int // repetitions of the DESTROY reader comparison (0: none)
 	brnf       int // repetitions of the br_netfilter on/off pairs (0: none)
-	noBrNF     bool
 	perfDur    time.Duration
 }
 
@@ -115,9 +111,8 @@ func profileMain(args []string) int {
 	fs.StringVar(&o.lbd, "lbd", "out/lbd", "lbd binary")
 	fs.StringVar(&po.outDir, "out", "out/profile", "directory for perf data, reports, rulesets and the summary")
 	fs.IntVar(&po.flowtable, "flowtable", 0, "keep-alive with and without a software flowtable in one lbd rig, this many off/on pairs")
-	fs.BoolVar(&po.noBrNF, "no-br-nf", false, "set net.bridge.bridge-nf-call-ip{,6}tables=0 in the lb namespace: the rig's bridges then skip br_netfilter (built into this host's kernel)")
 	fs.IntVar(&po.brnf, "brnf", 0, "per contender, one rig with net.bridge.bridge-nf-call-iptables 1 and 0 alternated under each load, this many pairs")
-	fs.IntVar(&po.readers, "readers", 0, "CPS in one lbd rig with lbd killed and no conntrack DESTROY reader, lbd's reader (bench ctevents -mode current) and a batched one, this many rounds")
+	fs.IntVar(&po.readers, "readers", 0, "CPS in one lbd rig with lbd killed: no conntrack DESTROY reader against lbd's reader alone (bench ctevents), this many rounds")
 	fs.IntVar(&po.variants, "variants", 0, "the loads in one lbd rig with the daemon up, killed (its table stays), and killed with nf_conntrack_acct=0, this many rounds")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
@@ -140,22 +135,12 @@ func profileMain(args []string) int {
 		return 1
 	}
 	o.startLimit = 60 * time.Second
-	if o.work, err = os.MkdirTemp("", "lbd-profile-"); err != nil {
+	stop, err := o.begin("lbd-profile-")
+	if err != nil {
 		return 1
 	}
-	defer os.RemoveAll(o.work)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o.ctx = ctx
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		cancel()
-		closeCurrent()
-		os.RemoveAll(o.work)
-		os.Exit(130)
-	}()
+	defer stop()
+	ctx := o.ctx
 
 	var runs []ProfileRun
 	dumped := map[string]bool{}
@@ -222,10 +207,6 @@ func splitList(s string) []string {
 // profile runs wrk for -dur and perf over its middle, then reads the samples.
 func (po *profOpts) profile(r *rig, label, load string, rep int, extraPids ...int) (ProfileRun, error) {
 	p := ProfileRun{Contender: label, Load: load, Rep: rep, Seconds: po.perfDur.Seconds()}
-	if po.noBrNF {
-		// Harmless when br_netfilter is absent (the keys do not exist).
-		_ = r.s.Exec("lb", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0")
-	}
 	base := filepath.Join(po.outDir, fmt.Sprintf("%s-%s-%d", label, load, rep))
 	data := base + ".perf.data"
 	close := load == "cps"
@@ -559,10 +540,10 @@ func (po *profOpts) variantRuns() []ProfileRun {
 	return runs
 }
 
-// readerRuns compares conntrack DESTROY readers under the CPS load in one
-// lbd rig whose lbd was killed (its table and nf_conntrack_acct stay): no
-// reader, lbd's reader code (`bench ctevents -mode current`) and the
-// batched reader. The reader's own samples are kept (by pid).
+// readerRuns measures lbd's conntrack DESTROY reader under the CPS load in
+// one lbd rig whose lbd was killed (its table and nf_conntrack_acct stay):
+// no reader, then lbd's reader code alone (`bench ctevents`). The reader's
+// own samples are kept (by pid).
 func (po *profOpts) readerRuns() []ProfileRun {
 	r, err := newRig(po.opts, rigSpec{kind: LBD})
 	if err != nil {
@@ -577,7 +558,7 @@ func (po *profOpts) readerRuns() []ProfileRun {
 	}
 	var runs []ProfileRun
 	for rep := 1; rep <= po.readers && po.ctx.Err() == nil; rep++ {
-		for _, mode := range []string{"none", "current", "batched"} {
+		for _, mode := range []string{"none", "lbd"} {
 			label := "reader-" + mode
 			var (
 				cmd  *exec.Cmd
@@ -586,7 +567,7 @@ func (po *profOpts) readerRuns() []ProfileRun {
 				pids []int
 			)
 			if mode != "none" {
-				cmd = r.s.Command("lb", self, "ctevents", "-mode", mode)
+				cmd = r.s.Command("lb", self, "ctevents")
 				w, err := cmd.StdinPipe()
 				if err != nil {
 					return runs
