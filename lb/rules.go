@@ -136,10 +136,11 @@ func counterRef(name string) expr.Any {
 }
 
 // countIn bumps the counter of the service's element in a counter set
-// (flows4/6, empty4/6): a lookup of the service's endpoint. Counters live in set elements, not in a named counter object
-// per service: at 10,000 services the two objects per service were 20,000
-// netlink messages (and acks) of a cold start's 60,000, and each is a
-// kernel object with a name to hash.
+// (flows4/6, empty4/6): a lookup of the service's endpoint. Counters live
+// in set elements, not in a named counter object per service: at 10,000
+// services the two objects per service were 20,000 netlink messages (and
+// acks) of a cold start's 60,000, and each is a kernel object with a name
+// to hash.
 //
 // The endpoint is loaded again even where the registers still hold it:
 // nft (1.0.6) cannot list a rule that reads a register twice, and
