@@ -228,36 +228,19 @@ func (o *opts) fleetCPS(n int) (WrkResult, error) {
 // connections each, Connection: close) from one client address; the
 // router's L4 hash spreads them.
 func (r *fleetRig) wrkClose(d time.Duration) (WrkResult, error) {
-	var (
-		mu  sync.Mutex
-		res WrkResult
-		wg  sync.WaitGroup
-		fe  error
-	)
+	var cmds [][]string
 	for i := 0; i < 3; i++ {
-		args := []string{"wrk", "-t1", fmt.Sprintf("-c%d", wrkConnections/3), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "3s",
-			"-H", "Connection: close", fmt.Sprintf("http://%s:%d/", fleetVIP, httpPort)}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := r.f.Output("client", args...)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				fe = err
-				return
-			}
-			w, err := parseWrk(out)
-			if err != nil {
-				fe = err
-				return
-			}
-			res.RPS += w.rps
-			res.Errors += w.socketErrors
-		}()
+		cmds = append(cmds, []string{"wrk", "-t1", fmt.Sprintf("-c%d", wrkConnections/3), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "3s",
+			"-H", "Connection: close", fmt.Sprintf("http://%s:%d/", fleetVIP, httpPort)})
 	}
-	wg.Wait()
-	return res, fe
+	outs, err := wrkAll(func(args ...string) (string, error) { return r.f.Output("client", args...) }, cmds)
+	var res WrkResult
+	for _, w := range outs {
+		// Socket errors only, as the fleet section always counted.
+		res.RPS += w.rps
+		res.Errors += w.socketErrors
+	}
+	return res, err
 }
 
 // loseNode takes one appliance's link down (no Cease, no TCP reset can

@@ -34,40 +34,55 @@ const wrkConnections = 63
 func (r *rig) runWrk(d time.Duration, close bool, conns int) (WrkResult, error) {
 	targets := r.httpTargets()
 	per := conns / 3
-	var (
-		mu  sync.Mutex
-		res WrkResult
-		wg  sync.WaitGroup
-		fe  error
-	)
+	var cmds [][]string
 	for i := 0; i < 3; i++ {
 		url := "http://" + targets[i%len(targets)] + "/"
 		args := []string{"wrk", "-t1", fmt.Sprintf("-c%d", per), fmt.Sprintf("-d%ds", int(d.Seconds())), "--timeout", "3s"}
 		if close {
 			args = append(args, "-H", "Connection: close")
 		}
-		args = append(args, url)
+		cmds = append(cmds, append(args, url))
+	}
+	outs, err := wrkAll(func(args ...string) (string, error) { return r.s.Output(r.s.Client(0), args...) }, cmds)
+	var res WrkResult
+	for _, w := range outs {
+		res.RPS += w.rps
+		res.Errors += w.socketErrors + w.non2xx
+	}
+	return res, err
+}
+
+// wrkAll runs the wrk command lines at once (run executes one in the
+// client's namespace) and returns what each printed; on any failure, the
+// error of the last one to fail.
+func wrkAll(run func(args ...string) (string, error), cmds [][]string) ([]wrkResult, error) {
+	var (
+		mu   sync.Mutex
+		outs []wrkResult
+		wg   sync.WaitGroup
+		fe   error
+	)
+	for _, args := range cmds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := r.s.Output(r.s.Client(0), args...)
+			out, err := run(args...)
+			if err == nil {
+				var w wrkResult
+				if w, err = parseWrk(out); err == nil {
+					mu.Lock()
+					outs = append(outs, w)
+					mu.Unlock()
+					return
+				}
+			}
 			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				fe = err
-				return
-			}
-			w, err := parseWrk(out)
-			if err != nil {
-				fe = err
-				return
-			}
-			res.RPS += w.rps
-			res.Errors += w.socketErrors + w.non2xx
+			fe = err
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return res, fe
+	return outs, fe
 }
 
 // wrkResult is what one wrk run printed.
