@@ -4,7 +4,8 @@
 # start to lbd's READY line on the serial console, and their median. With
 # BENCH_REPORT=1 the config turns the serial root shell on and, after
 # READY, the bench asks it for systemd-analyze's totals, the critical
-# chain to lbd.service and the slowest units (printed here). With
+# chain to lbd.service and the slowest units (printed here), then the
+# output of the guest shell command BENCH_EXTRA if set. With
 # BENCH_APPEND="..." the kernel next to IMG is booted directly with that
 # command line. Serial logs go to BENCH_LOGS (out/boot-bench).
 set -uo pipefail
@@ -51,6 +52,29 @@ for ((i = 1; i <= n; i++)); do
 	serial=$LAB_DIR/serial-bench-$i.log
 	t0=$(date +%s.%N)
 	lab_qemu_start "$img" "$serial" "${BENCH_APPEND:-}"
+	# BENCH_TS=1: every serial line with the seconds since QEMU's start
+	# when it arrived (where the firmware and initrd time goes).
+	ts_pid=""
+	if [ "${BENCH_TS:-}" = 1 ]; then
+		python3 -u - "$serial" "$t0" >"$LOGS/serial-bench-$i.ts" <<'PY' &
+import sys, time
+path, t0 = sys.argv[1], float(sys.argv[2])
+buf, pos = b"", 0
+while True:
+    with open(path, "rb") as f:
+        f.seek(pos)
+        chunk = f.read()
+    pos += len(chunk)
+    buf += chunk
+    *lines, buf = buf.split(b"\n")
+    for line in lines:
+        text = line.decode("utf-8", "replace").strip()
+        if text:
+            print("%7.2f %s" % (time.time() - t0, text))
+    time.sleep(0.02)
+PY
+		ts_pid=$!
+	fi
 	t=""
 	while kill -0 "$LAB_QEMU_PID" 2>/dev/null; do
 		if grep -a -q 'lbd-status: READY' "$serial"; then
@@ -70,11 +94,12 @@ for ((i = 1; i <= n; i++)); do
 			lab_serial_send 'echo "@sh=$((6*7))@"'
 			sleep 3
 		done
-		lab_serial_send 'export SYSTEMD_PAGER=cat; systemctl is-system-running --wait; echo "@rep=begin@"; systemd-analyze time; systemd-analyze critical-chain lbd.service; systemd-analyze blame --no-pager | head -n 25; echo "@rep=end@"'
+		lab_serial_send 'export SYSTEMD_PAGER=cat; systemctl is-system-running --wait; echo "@rep=begin@"; systemd-analyze time; systemd-analyze critical-chain lbd.service; systemd-analyze blame --no-pager | head -n 25; '"${BENCH_EXTRA:-true}"'; echo "@rep=end@"'
 		for ((w = 0; w < 300; w++)); do grep -a -q '^@rep=end@' "$serial" && break; sleep 1; done
 		sed -n '/^@rep=begin@/,/^@rep=end@/p' "$serial" | tr -d '\r' | sed 's/\x1b\[[0-9;]*m//g'
 	fi
 	lab_qemu_stop 60
+	[ -n "$ts_pid" ] && kill "$ts_pid" 2>/dev/null
 done
 if [ ${#times[@]} -gt 0 ]; then
 	printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "median of %d boots: %.1f s (min %.1f, max %.1f)\n", NR, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[1], a[NR] }'

@@ -94,6 +94,14 @@ mib() { echo $(( ($(stat -Lc %s "$1") + 1048575) / 1048576 )); }
 kernel=$(ls "$tree"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1)
 initrd=$(ls "$tree"/boot/initrd.img-* 2>/dev/null | sort -V | tail -n1)
 [ -f "$kernel" ] && [ -f "$initrd" ] || { echo "mkimage: no kernel/initrd in $tree/boot" >&2; exit 1; }
+# The initrd loads the netfilter modules early (mkosi.postinst); they must
+# be the ones lbd's modules-load.d names, or lbd would wait for the others.
+want=$(grep -v -e '^#' -e '^$' "$repo/rootfs/etc/modules-load.d/lbd.conf" | tr '\n' ' ' | sed 's/ $//')
+have=$(zstd -dc "$initrd" | grep -a -o '^NF_MODULES="[^"]*"' | sed -n '1{s/^NF_MODULES="//; s/"$//; p}')
+[ "$want" = "$have" ] || {
+	echo "mkimage: the initrd loads \"$have\" early, rootfs/etc/modules-load.d/lbd.conf lists \"$want\": update NF_MODULES in mkosi.postinst" >&2
+	exit 1
+}
 
 rm -rf "$work"
 mkdir -p "$work"

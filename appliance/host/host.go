@@ -56,7 +56,9 @@ func (h *Host) Apply(cfg *config.Config) error {
 		return nil
 	}
 	if h.nics == nil {
-		m, err := netif.New(netif.Options{StatePath: filepath.Join(h.stateDir, "netif.json"), Logger: h.log})
+		// At boot lbd may start before udev has loaded every NIC's driver:
+		// the first apply waits up to 20 s for a listed NIC to appear.
+		m, err := netif.New(netif.Options{StatePath: filepath.Join(h.stateDir, "netif.json"), Logger: h.log, FirstApplyWait: 20 * time.Second})
 		if err != nil {
 			return fmt.Errorf("interfaces: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,10 +19,13 @@ type announcement struct {
 	addr  netip.Addr
 }
 
-// announce sends every announcement AnnounceCount times, AnnounceInterval
-// apart (repeats cover a lost frame or a switch that learns slowly).
-// Frames go out through one AF_PACKET socket created inside the managed
-// namespace.
+// announce sends every announcement once now and AnnounceCount-1 more
+// times, AnnounceInterval apart, in the background (repeats cover a lost
+// frame or a switch that learns slowly). Only the first round can fail the
+// caller: waiting out the repeats would hold lbd's start (and every reload
+// that adds a VIP) for half a second for frames nobody waits for. Frames go
+// out through one AF_PACKET socket created inside the managed namespace.
+// The caller holds m.mu.
 func (m *Manager) announce(list []announcement) error {
 	var fd int
 	err := RunInNetns(m.ns, func() error {
@@ -33,27 +37,87 @@ func (m *Manager) announce(list []announcement) error {
 	if err != nil {
 		return fmt.Errorf("packet socket: %w", err)
 	}
-	defer unix.Close(fd)
-
 	var errs []error
-	for round := 0; round < m.opts.AnnounceCount; round++ {
-		if round > 0 {
-			time.Sleep(m.opts.AnnounceInterval)
+	for _, a := range list {
+		if err := sendAnnouncement(fd, a); err != nil {
+			errs = append(errs, fmt.Errorf("%s on ifindex %d: %w", a.addr, a.index, err))
 		}
-		for _, a := range list {
-			frame, proto, dst := announceFrame(a.mac, a.addr)
-			sa := &unix.SockaddrLinklayer{Ifindex: a.index, Protocol: htons(proto), Halen: 6}
-			copy(sa.Addr[:], dst)
-			if err := unix.Sendto(fd, frame, 0, sa); err != nil && round == 0 {
-				errs = append(errs, fmt.Errorf("%s on ifindex %d: %w", a.addr, a.index, err))
+	}
+	if len(errs) > 0 {
+		unix.Close(fd)
+		return errors.Join(errs...)
+	}
+	// Logged now, with the repeats still to come: one line per change,
+	// in order with the interface changes, never one arriving later.
+	m.log.Info("vips announced", "count", len(list), "repeats", m.opts.AnnounceCount)
+	if m.opts.AnnounceCount <= 1 {
+		unix.Close(fd)
+		return nil
+	}
+	stop := m.repeats.start()
+	go func() {
+		defer m.repeats.done()
+		defer unix.Close(fd)
+		for round := 1; round < m.opts.AnnounceCount; round++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(m.opts.AnnounceInterval):
+			}
+			for _, a := range list {
+				// A repeat that fails (the NIC went away meanwhile) is
+				// not worth more than the first frame that went out.
+				_ = sendAnnouncement(fd, a)
 			}
 		}
-	}
-	if len(errs) == 0 {
-		m.log.Info("vips announced", "count", len(list), "repeats", m.opts.AnnounceCount)
-	}
-	return errors.Join(errs...)
+	}()
+	return nil
 }
+
+// sendAnnouncement sends one gratuitous ARP or unsolicited NA.
+func sendAnnouncement(fd int, a announcement) error {
+	frame, proto, dst := announceFrame(a.mac, a.addr)
+	sa := &unix.SockaddrLinklayer{Ifindex: a.index, Protocol: htons(proto), Halen: 6}
+	copy(sa.Addr[:], dst)
+	return unix.Sendto(fd, frame, 0, sa)
+}
+
+// repeatTracker follows the background repeats of announce: stopAll ends
+// them early (a VIP was removed: no more frames claiming an address that
+// may now live elsewhere, such as on an HA peer) and wait returns once none
+// runs.
+type repeatTracker struct {
+	mu      sync.Mutex
+	stop    chan struct{}
+	running sync.WaitGroup
+}
+
+// start registers one background repeat and returns its stop channel.
+func (r *repeatTracker) start() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stop == nil {
+		r.stop = make(chan struct{})
+	}
+	r.running.Add(1)
+	return r.stop
+}
+
+func (r *repeatTracker) done() { r.running.Done() }
+
+// stopAll stops every repeat running now; later ones start afresh.
+func (r *repeatTracker) stopAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stop != nil {
+		close(r.stop)
+		r.stop = nil
+	}
+}
+
+// WaitAnnouncements returns once the background repeats of every VIP
+// announced so far have been sent (tests; Close waits too).
+func (m *Manager) WaitAnnouncements() { m.repeats.running.Wait() }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 

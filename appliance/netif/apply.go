@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -21,19 +22,35 @@ func (m *Manager) Apply(specs []Spec) ([]Change, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	links, err := m.h.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
 	prev := map[string]int{}
 	devices := map[int]string{}
 	for _, a := range m.applied {
 		prev[a.spec.Name] = a.index
 		devices[a.index] = a.device
 	}
-	nics, err := matchAll(nicInfos(links), specs, prev)
-	if err != nil {
-		return nil, err
+	var deadline time.Time
+	if !m.waited {
+		m.waited = true
+		deadline = time.Now().Add(m.opts.FirstApplyWait)
+	}
+	var nics []nicInfo
+	for logged := false; ; {
+		links, err := m.h.LinkList()
+		if err != nil {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		nics, err = matchAll(nicInfos(links), specs, prev)
+		if err == nil {
+			break
+		}
+		if !errors.As(err, new(missingNIC)) || time.Now().After(deadline) {
+			return nil, err
+		}
+		if !logged {
+			m.log.Info("waiting for a NIC to appear", "err", err, "for", time.Until(deadline).Round(time.Second))
+			logged = true
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	var changes []Change

@@ -2,10 +2,12 @@ package netif_test
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,4 +262,55 @@ func TestApplyMatchErrors(t *testing.T) {
 	if changes, err := m.Apply([]netif.Spec{{Name: "lan", Device: "eth8"}}); err != nil || len(changes) != 0 {
 		t.Errorf("re-apply by device name after rename: err %v changes %v", err, changes)
 	}
+}
+
+// TestFirstApplyWaitsForLateNIC: at boot a NIC's driver may load after lbd
+// starts. The first Apply waits (FirstApplyWait) for a listed NIC that
+// appears meanwhile and applies it; a later Apply with a missing NIC fails
+// at once, as a config error. The NIC is added only once Apply is seen
+// waiting (its log line), so the wait is what makes the first Apply pass.
+func TestFirstApplyWaitsForLateNIC(t *testing.T) {
+	l := newLab(t, "lw")
+	logs := &syncBuffer{}
+	m, err := netif.New(netif.Options{NetnsPath: l.lb.Path, FirstApplyWait: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	const lateMAC = "02:00:00:00:07:42"
+	go func() {
+		for !strings.Contains(logs.String(), "waiting for a NIC to appear") {
+			time.Sleep(20 * time.Millisecond)
+		}
+		netiftest.Veth(t, l.lb, "eth6", lateMAC, l.peer, "p6")
+	}()
+	if _, err := m.Apply([]netif.Spec{{Name: "late", MAC: lateMAC}}); err != nil {
+		t.Fatalf("first Apply did not wait for the late NIC: %v", err)
+	}
+	if _, err := l.lb.NL.LinkByName("late"); err != nil {
+		t.Errorf("late NIC not renamed: %v", err)
+	}
+	_, err = m.Apply([]netif.Spec{{Name: "late", MAC: lateMAC}, {Name: "dmz", MAC: "02:00:00:00:07:99"}})
+	if err == nil || !strings.Contains(err.Error(), `interface "dmz": no NIC with mac 02:00:00:00:07:99`) {
+		t.Errorf("second Apply with a missing NIC: err = %v, want the missing NIC at once", err)
+	}
+}
+
+// syncBuffer is a log sink safe to read while a Manager writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -26,6 +26,11 @@ type Options struct {
 	// announced (gratuitous ARP / unsolicited NA); defaults 3 and 250ms.
 	AnnounceCount    int
 	AnnounceInterval time.Duration
+	// FirstApplyWait is how long the first Apply waits for a listed NIC
+	// that is not there yet: at boot lbd may start before udev has loaded
+	// a NIC's driver (or the driver its firmware). 0 does not wait. Later
+	// Applies (reloads) never wait: a NIC missing then is a config error.
+	FirstApplyWait time.Duration
 }
 
 // Manager applies Specs and VIPs to the NICs of one network namespace.
@@ -37,6 +42,10 @@ type Manager struct {
 	ns   netns.NsHandle
 	h    *netlink.Handle
 	own  *owned
+	// waited is set once the first Apply has had its FirstApplyWait.
+	waited bool
+	// repeats are the background repeats of VIP announcements.
+	repeats repeatTracker
 	// applied maps each spec name of the last Apply to its interface
 	// index: for Status, and to find a NIC again after lbd renamed it.
 	applied []appliedNIC
@@ -84,6 +93,8 @@ func New(opts Options) (*Manager, error) {
 // Close releases the netlink handle and namespace; it changes nothing on
 // the NICs.
 func (m *Manager) Close() error {
+	m.repeats.stopAll()
+	m.repeats.running.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.h.Close()

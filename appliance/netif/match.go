@@ -42,7 +42,7 @@ func matchNIC(nics []nicInfo, s Spec, prevIndex int) (nicInfo, error) {
 		}
 		switch len(found) {
 		case 0:
-			return nicInfo{}, fmt.Errorf("interface %q: no NIC with mac %s", s.Name, s.MAC)
+			return nicInfo{}, missingNIC{fmt.Sprintf("interface %q: no NIC with mac %s", s.Name, s.MAC)}
 		case 1:
 		default:
 			return nicInfo{}, fmt.Errorf("interface %q: mac %s is ambiguous, it matches %s", s.Name, s.MAC, names(found))
@@ -65,8 +65,14 @@ func matchNIC(nics []nicInfo, s Spec, prevIndex int) (nicInfo, error) {
 			return n, nil
 		}
 	}
-	return nicInfo{}, fmt.Errorf("interface %q: no NIC named %q", s.Name, s.Device)
+	return nicInfo{}, missingNIC{fmt.Sprintf("interface %q: no NIC named %q", s.Name, s.Device)}
 }
+
+// missingNIC is the error of a spec whose NIC is not there (yet): at boot
+// its driver may still be loading, which the first Apply waits out.
+type missingNIC struct{ msg string }
+
+func (e missingNIC) Error() string { return e.msg }
 
 func names(nics []nicInfo) string {
 	var s []string

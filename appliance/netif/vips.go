@@ -76,6 +76,12 @@ func (m *Manager) SetVIPs(vips map[string][]netip.Addr) ([]Change, error) {
 			return changes, fmt.Errorf("vips on %q: %w", l.Attrs().Name, err)
 		}
 	}
+	for _, c := range changes {
+		if c.Action == "del-vip" {
+			m.repeats.stopAll()
+			break
+		}
+	}
 	if len(news) > 0 {
 		if err := m.announce(news); err != nil {
 			return changes, fmt.Errorf("announce vips: %w", err)

@@ -94,7 +94,9 @@ func TestVIPs(t *testing.T) {
 	if got := changesString(changes); !sameLines(got, "wan: add-vip 198.51.100.10/32\nwan: add-vip 2001:db8:7::10/128") {
 		t.Errorf("changes:\n%s", got)
 	}
-	// SetVIPs returns after its last repeat, so every frame is queued.
+	// SetVIPs returns after the first round; the repeats follow in the
+	// background.
+	m.WaitAnnouncements()
 	frames := capture.Collect(time.Second)
 	if n := netiftest.CountFrames(frames, isGARP(mac, vip4)); n != 3 {
 		t.Errorf("peer saw %d gratuitous ARPs for the IPv4 VIP, want 3 (AnnounceCount)", n)
@@ -166,5 +168,33 @@ func TestVIPsUnknownInterface(t *testing.T) {
 	}
 	if addrs := addrsOf(t, l.lb, "eth7"); slices.Contains(addrs, netip.PrefixFrom(vip4, 32)) {
 		t.Errorf("VIP added although another interface was unknown: %v", addrs)
+	}
+}
+
+// TestVIPRepeatsStopWhenRemoved: SetVIPs returns after the first round of
+// announcements, and removing a VIP stops the repeats still pending, so no
+// frame claims an address the appliance gave up (the interval here is an
+// hour: a repeat that were not stopped would hang WaitAnnouncements).
+func TestVIPRepeatsStopWhenRemoved(t *testing.T) {
+	l := newLab(t, "vr")
+	m, err := netif.New(netif.Options{NetnsPath: l.lb.Path, AnnounceCount: 3, AnnounceInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	spec := netif.Spec{Name: "wan", MAC: lbMAC, Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24")}}
+	if _, err := m.Apply([]netif.Spec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	capture := netiftest.NewCapture(t, l.peer, "p0")
+	if _, err := m.SetVIPs(map[string][]netip.Addr{"wan": {vip4}}); err != nil {
+		t.Fatalf("SetVIPs: %v", err)
+	}
+	if _, err := m.SetVIPs(map[string][]netip.Addr{"wan": nil}); err != nil {
+		t.Fatalf("SetVIPs (remove): %v", err)
+	}
+	m.WaitAnnouncements()
+	if n := netiftest.CountFrames(capture.Collect(time.Second), isGARP(netiftest.MAC(lbMAC), vip4)); n != 1 {
+		t.Errorf("peer saw %d gratuitous ARPs for the removed VIP, want 1 (the first round only)", n)
 	}
 }
