@@ -18,8 +18,8 @@ import (
 
 const applianceSetupUsage = `usage: lbd appliance-setup [--config FILE]
 
-The appliance's privileged start step (ExecStartPre=+ of lbd.service, so
-lbd run itself needs no CAP_SYS_ADMIN): reads FILE like lbd run does (an
+The appliance's privileged set-up (lbd-setup.service, beside lbd.service,
+so lbd run itself needs no CAP_SYS_ADMIN): reads FILE like lbd run does (an
 invalid file: the last good copy in the state directory) and
   - sets the kernel's hostname to [appliance] hostname, if given;
   - starts the root login on the serial console (lbd-serial-login.service)
