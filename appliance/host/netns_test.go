@@ -14,7 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"lbd/appliance/netif/netiftest"
 	"lbd/config"
 )
 
@@ -69,31 +69,7 @@ func inNetns(t *testing.T, body func(t *testing.T)) {
 
 // logBuffer collects Host's log lines; Host logs one line per change, so
 // the log tells what an Apply did.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// take returns what was logged since the last take.
-func (l *logBuffer) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	l.b.Reset()
-	return s
-}
+type logBuffer = netiftest.LogBuffer
 
 func newHost(t *testing.T) (*Host, *logBuffer, string) {
 	t.Helper()
@@ -257,7 +233,7 @@ func TestApplyWithoutInterfacesTouchesNothing(t *testing.T) {
 			if after := linkDump(t); after != before {
 				t.Errorf("Apply #%d changed the namespace's NICs:\nbefore:\n%s\nafter:\n%s", i+1, before, after)
 			}
-			if log := logs.take(); strings.Contains(log, "interface change") || strings.Contains(log, "announced") {
+			if log := logs.Take(); strings.Contains(log, "interface change") || strings.Contains(log, "announced") {
 				t.Errorf("Apply #%d logged NIC changes:\n%s", i+1, log)
 			}
 		}
@@ -333,12 +309,12 @@ func TestApplyInterfaceAndVIPs(t *testing.T) {
 			!slices.Contains(st[0].Addresses, "192.0.2.10/32") || !slices.Contains(st[0].Addresses, "192.0.2.1/24") {
 			t.Errorf("Status = %+v", st)
 		}
-		logs.take()
+		logs.Take()
 
 		if err := h.Apply(full); err != nil {
 			t.Fatalf("re-Apply: %v", err)
 		}
-		if log := logs.take(); strings.Contains(log, "interface change") || strings.Contains(log, "announced") {
+		if log := logs.Take(); strings.Contains(log, "interface change") || strings.Contains(log, "announced") {
 			t.Errorf("re-applying the same config changed something:\n%s", log)
 		}
 
@@ -407,7 +383,7 @@ func TestApplyDHCPInterface(t *testing.T) {
 		if err := h.Apply(parseFile(t, pin+strings.ReplaceAll(dhcpNIC, `"wan"`, `"uplink"`))); err != nil {
 			t.Fatalf("Apply renamed: %v", err)
 		}
-		if log := logs.take(); strings.Contains(log, "DHCP release") {
+		if log := logs.Take(); strings.Contains(log, "DHCP release") {
 			t.Errorf("the old client could not release its lease:\n%s", log)
 		}
 		// The client sends its RELEASE before Release returns; the wait

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -271,7 +270,7 @@ func TestApplyMatchErrors(t *testing.T) {
 // waiting (its log line), so the wait is what makes the first Apply pass.
 func TestFirstApplyWaitsForLateNIC(t *testing.T) {
 	l := newLab(t, "lw")
-	logs := &syncBuffer{}
+	logs := &netiftest.LogBuffer{}
 	m, err := netif.New(netif.Options{NetnsPath: l.lb.Path, FirstApplyWait: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -295,22 +294,4 @@ func TestFirstApplyWaitsForLateNIC(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `interface "dmz": no NIC with mac 02:00:00:00:07:99`) {
 		t.Errorf("second Apply with a missing NIC: err = %v, want the missing NIC at once", err)
 	}
-}
-
-// syncBuffer is a log sink safe to read while a Manager writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
