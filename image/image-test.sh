@@ -159,10 +159,22 @@ get() { in_cl curl -s --max-time 2 "$1" 2>/dev/null; }
 # guest NAME EXPR [SECONDS]: runs `echo "@NAME=EXPR@"` in the root shell on
 # the serial console (boot 4) and prints what came back between the markers.
 # NAME must be new for each call (the serial log keeps earlier answers).
+# The line is typed again every 5 s until the answer comes: the serial
+# login starts after lbd (lbd-setup.service starts it, D-Bus and logind
+# run behind lbd), so right after READY the shell may not be there yet and
+# a line typed into the void is lost, or half of it reaches the shell
+# (once its tail, an open quote, left bash waiting for the rest forever).
+# So each try starts with Ctrl-C, which drops any half-typed line; the
+# pause lets the tty flush before the line comes. EXPR must only read.
 guest() {
-	local name=$1 t0=$SECONDS v
-	lab_serial_send "echo \"@$name=$2@\""
-	while (( SECONDS - t0 < ${3:-20} )); do
+	local name=$1 t0=$SECONDS v sent=-5
+	while (( SECONDS - t0 < ${3:-30} )); do
+		if (( SECONDS - sent >= 5 )); then
+			printf '\003' | socat -t 1 - "UNIX-CONNECT:$LAB_DIR/serial.sock" >/dev/null 2>&1
+			sleep 0.5
+			lab_serial_send "echo \"@$name=$2@\""
+			sent=$SECONDS
+		fi
 		v=$(grep -a -o "@$name=[^@\$]*@" "$serial" | tail -n 1)
 		if [ -n "$v" ]; then
 			v=${v#@"$name"=}
