@@ -1,7 +1,6 @@
 package dhcp_test
 
 import (
-	"bytes"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,28 +12,10 @@ import (
 	"lbd/appliance/netif/netiftest"
 )
 
-// syncBuffer collects dnsmasq's log while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // dnsmasq is a real DHCP server running in a test namespace.
 type dnsmasq struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *netiftest.LogBuffer
 	stop func() // kill and wait; safe to call again from cleanup
 }
 
@@ -60,7 +41,7 @@ func startDnsmasq(t *testing.T, ns *netiftest.Netns, dir string, extra ...string
 		args = append(args, "--dhcp-option=option:T1,3s", "--dhcp-option=option:T2,100s")
 	}
 	args = append(args, extra...)
-	d := &dnsmasq{log: &syncBuffer{}}
+	d := &dnsmasq{log: &netiftest.LogBuffer{}}
 	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log

@@ -85,7 +85,7 @@ func sendAnnouncement(fd int, a announcement) error {
 // repeatTracker follows the background repeats of announce: stopAll ends
 // them early (a VIP was removed: no more frames claiming an address that
 // may now live elsewhere, such as on an HA peer) and wait returns once none
-// runs.
+// runs (Close, and tests through WaitAnnouncements).
 type repeatTracker struct {
 	mu      sync.Mutex
 	stop    chan struct{}
@@ -105,6 +105,8 @@ func (r *repeatTracker) start() <-chan struct{} {
 
 func (r *repeatTracker) done() { r.running.Done() }
 
+func (r *repeatTracker) wait() { r.running.Wait() }
+
 // stopAll stops every repeat running now; later ones start afresh.
 func (r *repeatTracker) stopAll() {
 	r.mu.Lock()
@@ -117,7 +119,7 @@ func (r *repeatTracker) stopAll() {
 
 // WaitAnnouncements returns once the background repeats of every VIP
 // announced so far have been sent (tests; Close waits too).
-func (m *Manager) WaitAnnouncements() { m.repeats.running.Wait() }
+func (m *Manager) WaitAnnouncements() { m.repeats.wait() }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 

@@ -94,7 +94,7 @@ func New(opts Options) (*Manager, error) {
 // the NICs.
 func (m *Manager) Close() error {
 	m.repeats.stopAll()
-	m.repeats.running.Wait()
+	m.repeats.wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.h.Close()

@@ -6,8 +6,9 @@ import (
 )
 
 // LogBuffer is a log sink safe to read while the code under test writes it
-// from other goroutines (a slog handler's writer in the tests of netif and
-// host, which log one line per change, so the log tells what happened).
+// from other goroutines: a slog handler's writer in the tests of netif and
+// host (which log one line per change, so the log tells what happened), or
+// a child process's output (dnsmasq in the dhcp tests).
 type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
