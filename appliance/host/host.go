@@ -29,6 +29,11 @@ type Host struct {
 	nics  *netif.Manager
 	dhcp  map[string]*dhcp.Client // by interface name
 	specs []netif.Spec
+	// started is set by the first Apply (lbd's start). Only that one waits
+	// for late NICs: the NIC manager is made by the first Apply with
+	// [[interface]] sections, which may be a reload, and a reload must
+	// not wait.
+	started bool
 }
 
 // New makes a Host; stateDir keeps DHCP leases and address ownership.
@@ -52,13 +57,19 @@ func (h *Host) Apply(cfg *config.Config) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	atStart := !h.started
+	h.started = true
 	if len(cfg.Interfaces) == 0 && h.nics == nil {
 		return nil
 	}
 	if h.nics == nil {
 		// At boot lbd may start before udev has loaded every NIC's driver:
-		// the first apply waits up to 20 s for a listed NIC to appear.
-		m, err := netif.New(netif.Options{StatePath: filepath.Join(h.stateDir, "netif.json"), Logger: h.log, FirstApplyWait: 20 * time.Second})
+		// the apply at start waits up to 20 s for a listed NIC to appear.
+		var wait time.Duration
+		if atStart {
+			wait = 20 * time.Second
+		}
+		m, err := netif.New(netif.Options{StatePath: filepath.Join(h.stateDir, "netif.json"), Logger: h.log, FirstApplyWait: wait})
 		if err != nil {
 			return fmt.Errorf("interfaces: %w", err)
 		}
